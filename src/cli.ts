@@ -1,0 +1,131 @@
+// The command line: scaffold (default), generate, run, list, smoke.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { create, Cancelled, UsageError } from './create.js';
+import { generate } from './generate.js';
+import { runCommand, RunError } from './run.js';
+import { loadSpec, SpecError } from './spec.js';
+import { loadTargets, UnknownTargetError } from './targets.js';
+import { checkToolchain } from './toolchain.js';
+import { DirectoryNotEmptyError } from './write.js';
+import { smokeCommand } from './smoke/command.js';
+import { variantSpec } from './smoke/variants.js';
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+function portNumber(value: string) {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError('must be a port number (1-65535)');
+  return port;
+}
+
+export async function listRows() {
+  return Promise.all(
+    loadTargets().map(async (t) => {
+      const toolchain = await checkToolchain(t);
+      return {
+        id: t.id,
+        language: t.language,
+        framework: t.framework,
+        port: 3000 + t.portOffset,
+        level: t.level,
+        ...(t.levelNote ? { levelNote: t.levelNote } : {}),
+        toolchain: toolchain.every((s) => s.found) ? 'found' : 'missing',
+        missing: toolchain.filter((s) => !s.found).map((s) => s.check[0]),
+      };
+    }),
+  );
+}
+
+export function program(): Command {
+  const cli = new Command('create-sse-server')
+    .description('Scaffold a Server-Sent Events server from one event spec, in the language you pick')
+    .argument('[dir]', 'folder to create the project in')
+    .option('-t, --target <id>', 'language/framework (see `list`)')
+    .option('-p, --port <port>', 'default port of the server', portNumber)
+    .option('--name <name>', 'project name (default: from the folder name)')
+    .option('--spec <file>', 'event spec (YAML or JSON); default: the example spec')
+    .option('-y, --yes', 'ask nothing: take flags and defaults')
+    .option('--force', 'replace the contents of a non-empty folder (.git is kept)')
+    .showHelpAfterError()
+    .enablePositionalOptions()
+    .action(async (dir: string | undefined, opts) => {
+      const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !process.env.CI;
+      const result = await create(dir, { ...opts, interactive });
+      console.log(`\nCreated ${result.target.language} · ${result.target.framework} server in ${result.dir}\n\nNext:`);
+      for (const step of result.nextSteps) console.log(`  ${step}`);
+    });
+
+  cli
+    .command('generate')
+    .description('render targets from a spec into OUT/<id>/ (each on spec port + its offset)')
+    .requiredOption('--spec <file>', 'event spec (YAML or JSON)')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--target <id>', 'only this target (repeatable)', collect)
+    .option('--check', 'write nothing; exit 1 and list the files that differ')
+    .option('--force', 'write into folders that were not generated before')
+    .addOption(new Option('--variant <name>', 'render the harness variant of the spec (for template authors)').choices(['spec', 'hardened']).default('spec'))
+    .action(async (opts) => {
+      const spec = variantSpec(await loadSpec(opts.spec), opts.variant);
+      const { targets, differences } = await generate(spec, opts.out, { targets: opts.target, check: opts.check, force: opts.force });
+      if (opts.check) {
+        if (differences.length) {
+          console.error(`${opts.out} is out of date (run generate without --check):`);
+          for (const d of differences) console.error(`  ${d.problem.padEnd(7)} ${d.path}`);
+          process.exitCode = 1;
+        } else console.log(`${opts.out}: ${targets.length} targets up to date`);
+      } else console.log(`generated ${targets.length} targets into ${opts.out}: ${targets.map((t) => t.id).join(', ')}`);
+    });
+
+  cli
+    .command('run')
+    .description('install, build and start a generated project (PORT and HOST are honoured)')
+    .argument('<dir>', 'a folder made by create-sse-server or generate')
+    .action(async (dir: string) => {
+      process.exitCode = await runCommand(dir);
+    });
+
+  cli
+    .command('list')
+    .description('targets, their verified level, and whether their toolchain is here')
+    .option('--json', 'as JSON')
+    .action(async (opts) => {
+      const rows = await listRows();
+      if (opts.json) return console.log(JSON.stringify(rows, null, 2));
+      const widths = [20, 12, 30, 6, 9];
+      for (const r of rows) {
+        const cells = [r.id, r.language, r.framework, String(r.port), r.level];
+        const tool = r.toolchain === 'found' ? 'toolchain found' : `toolchain missing: ${r.missing.join(', ')}`;
+        console.log(`${cells.map((c, i) => c.padEnd(widths[i])).join(' ')} ${tool}`);
+      }
+    });
+
+  cli
+    .command('smoke')
+    .description('render, build, start and check targets against the SSE contract (C1-C16)')
+    .argument('[ids...]', 'target ids (default: every target at level runs)')
+    .option('--all', 'every target')
+    .option('--spec <file>', 'spec to render (default: the example spec)')
+    .option('--json <file>', 'also write the report as JSON')
+    .option('--require-toolchains', 'a missing toolchain fails instead of skipping')
+    .addOption(new Option('--work <dir>', 'where targets are rendered and built (kept for warm rebuilds)'))
+    .action(async (ids: string[], opts) => {
+      process.exitCode = await smokeCommand(ids, opts);
+    });
+
+  return cli;
+}
+
+const KNOWN_ERRORS = [SpecError, UsageError, UnknownTargetError, DirectoryNotEmptyError, RunError];
+
+export async function main(argv = process.argv) {
+  try {
+    await program().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof Cancelled) {
+      console.error(error.message);
+      process.exitCode = 130;
+    } else if (KNOWN_ERRORS.some((E) => error instanceof E)) {
+      console.error(`error: ${(error as Error).message}`);
+      process.exitCode = 1;
+    } else throw error;
+  }
+}

@@ -1,0 +1,99 @@
+// String literals for every language a template is written in.
+//
+// A value from the spec (a token, an event's data as JSON) reaches 20 languages. Each helper
+// returns a complete literal, quotes included, that holds exactly the input and nothing
+// else: only printable ASCII is written as itself; everything else (line breaks, control
+// characters, non-ASCII) becomes that language's escape, and the characters its literals
+// treat specially (quotes, backslash, `$`, `#{`, `@`, ...) are escaped too. So no spec can end
+// a literal early, interpolate, or smuggle a line into a comment.
+
+type CodePointEscape = (codePoint: number) => string;
+
+interface LiteralStyle {
+  quote: string;
+  /** printable ASCII characters that must be escaped, and how */
+  special: Record<string, string>;
+  /** escape for any other character (control or non-ASCII) */
+  other: CodePointEscape;
+}
+
+const hex = (n: number, width: number) => n.toString(16).toUpperCase().padStart(width, '0');
+
+/** \uXXXX, astral characters as a UTF-16 surrogate pair (JS, JSON, Java, C#, Clojure, TOML, YAML) */
+const utf16Escape: CodePointEscape = (cp) => {
+  if (cp < 0x10000) return `\\u${hex(cp, 4)}`;
+  const v = cp - 0x10000;
+  return `\\u${hex(0xd800 + (v >> 10), 4)}\\u${hex(0xdc00 + (v & 0x3ff), 4)}`;
+};
+/** \u{1F389} (Rust, Swift, Dart, PHP, Ruby, Elixir) */
+const bracedEscape: CodePointEscape = (cp) => `\\u{${hex(cp, 1)}}`;
+/** \u00E9 / \U0001F389 (Python, Go, C#) */
+const shortLongEscape: CodePointEscape = (cp) =>
+  cp < 0x10000 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+/** each UTF-8 byte as \ddd (Lua 5.1 / LuaJIT) */
+const luaEscape: CodePointEscape = (cp) =>
+  [...Buffer.from(String.fromCodePoint(cp), 'utf8')].map((b) => `\\${String(b).padStart(3, '0')}`).join('');
+/** \233\& (Haskell: the empty escape \& ends the number) */
+const haskellEscape: CodePointEscape = (cp) => `\\${cp}\\&`;
+/** \x{E9} (Perl) */
+const perlEscape: CodePointEscape = (cp) => `\\x{${hex(cp, 1)}}`;
+
+const C_LIKE = { '"': '\\"', '\\': '\\\\' };
+
+const styles = {
+  js: { quote: '"', special: { ...C_LIKE, '<': '\\u003C', '>': '\\u003E' }, other: utf16Escape },
+  json: { quote: '"', special: { ...C_LIKE, '<': '\\u003C', '>': '\\u003E' }, other: utf16Escape },
+  python: { quote: '"', special: C_LIKE, other: shortLongEscape },
+  go: { quote: '"', special: C_LIKE, other: shortLongEscape },
+  rust: { quote: '"', special: C_LIKE, other: bracedEscape },
+  java: { quote: '"', special: C_LIKE, other: utf16Escape },
+  kotlin: { quote: '"', special: { ...C_LIKE, $: '\\$' }, other: utf16Escape },
+  scala: { quote: '"', special: C_LIKE, other: utf16Escape },
+  csharp: { quote: '"', special: C_LIKE, other: shortLongEscape },
+  dart: { quote: '"', special: { ...C_LIKE, $: '\\$' }, other: bracedEscape },
+  swift: { quote: '"', special: C_LIKE, other: bracedEscape },
+  php: { quote: '"', special: { ...C_LIKE, $: '\\$' }, other: bracedEscape },
+  ruby: { quote: '"', special: { ...C_LIKE, '#': '\\#' }, other: bracedEscape },
+  elixir: { quote: '"', special: { ...C_LIKE, '#': '\\#' }, other: bracedEscape },
+  perl: { quote: '"', special: { ...C_LIKE, $: '\\$', '@': '\\@' }, other: perlEscape },
+  lua: { quote: '"', special: C_LIKE, other: luaEscape },
+  haskell: { quote: '"', special: C_LIKE, other: haskellEscape },
+  clojure: { quote: '"', special: C_LIKE, other: utf16Escape },
+  toml: { quote: '"', special: C_LIKE, other: shortLongEscape },
+} satisfies Record<string, LiteralStyle>;
+
+export type LiteralLanguage = keyof typeof styles;
+export const literalLanguages = Object.keys(styles) as LiteralLanguage[];
+
+export function stringLiteral(language: LiteralLanguage, value: string): string {
+  const style: LiteralStyle = styles[language];
+  let out = style.quote;
+  for (const char of value) {
+    const cp = char.codePointAt(0)!;
+    if (Object.hasOwn(style.special, char)) out += style.special[char];
+    else if (cp >= 0x20 && cp < 0x7f) out += char;
+    else out += style.other(cp);
+  }
+  return out + style.quote;
+}
+
+/** Compact JSON of any value, ASCII only and safe inside HTML/XML (`<` and `>` escaped). */
+export function jsonText(value: unknown): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new Error('value has no JSON form');
+  // Inside JSON only string contents hold these characters, so escaping them keeps the value.
+  return text.replace(/[^\x20-\x7e]|[<>]/gu, (char) => utf16Escape(char.codePointAt(0)!));
+}
+
+/** A shell word in single quotes. */
+export function shellWord(value: string): string {
+  if (/[^\x20-\x7e]/u.test(value)) throw new Error('shell words must be printable ASCII');
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+/** Text for a comment of any language: printable ASCII on one line, no comment terminators. */
+export function commentText(value: string): string {
+  return value
+    .replace(/[^\x20-\x7e]/gu, '?')
+    .replace(/\*\/|\*\)|-}|--\]\]|-->|\]\]/g, (m) => m.split('').join(' '));
+}

@@ -1,0 +1,117 @@
+// Render a target's `files/` tree from a spec. Files ending in `.hbs` go through Handlebars
+// in strict mode (a missing variable is an error); every other file is copied byte for byte.
+// Output is deterministic: sorted paths, no dates, no absolute paths.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import Handlebars from 'handlebars';
+import { commentText, jsonText, literalLanguages, shellWord, stringLiteral } from './escape.js';
+import type { Spec } from './spec.js';
+import type { Target } from './targets.js';
+
+export interface RenderedFile {
+  /** path inside the project, with `/` separators */
+  path: string;
+  content: Buffer;
+  executable: boolean;
+}
+
+/** The file `run` reads to know which target a generated folder belongs to. */
+export const MARKER_FILE = '.create-sse-server.json';
+
+/** create-vite's trick: npm would drop or act on these names inside a published package. */
+const RENAMES: Record<string, string> = {
+  _gitignore: '.gitignore',
+  _npmrc: '.npmrc',
+  _dockerignore: '.dockerignore',
+  _editorconfig: '.editorconfig',
+};
+
+const handlebars = Handlebars.create();
+handlebars.registerHelper('json', (value: unknown) => jsonText(value));
+handlebars.registerHelper('sh', (value: string) => shellWord(String(value)));
+handlebars.registerHelper('comment', (value: string) => commentText(String(value)));
+for (const language of literalLanguages) {
+  // {{goString x}}, {{pythonString (json data)}}, ...
+  handlebars.registerHelper(`${language}String`, (value: unknown) => {
+    if (typeof value !== 'string') throw new Error(`${language}String needs a string, got ${typeof value}`);
+    return stringLiteral(language, value);
+  });
+}
+handlebars.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+
+const words = (name: string) => name.split('-');
+const capitalize = (w: string) => w[0].toUpperCase() + w.slice(1);
+
+/** What every template sees. Values are validated by the spec; strings still need a helper. */
+export function renderContext(spec: Spec, target: Target) {
+  const timedEvents = spec.events.filter((e) => e.every > 0);
+  return {
+    ...spec,
+    nameSnake: words(spec.name).join('_'),
+    namePascal: words(spec.name).map(capitalize).join(''),
+    nameCamel: words(spec.name).map((w, i) => (i ? capitalize(w) : w)).join(''),
+    corsAny: spec.cors.origins.includes('*'),
+    events: spec.events.map((e) => ({ ...e, dataJson: jsonText(e.data), timed: e.every > 0 })),
+    timedEvents: timedEvents.map((e) => ({ ...e, dataJson: jsonText(e.data) })),
+    hasTimedEvents: timedEvents.length > 0,
+    target: { id: target.id, language: target.language, framework: target.framework },
+  };
+}
+
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...walk(full));
+    else if (entry.isFile()) out.push(full);
+  }
+  return out;
+}
+
+const compiled = new Map<string, HandlebarsTemplateDelegate>();
+function compile(source: string, key: string) {
+  let template = compiled.get(key);
+  if (!template) {
+    template = handlebars.compile(source, { strict: true, noEscape: true });
+    compiled.set(key, template);
+  }
+  return template;
+}
+
+function outputPath(templatePath: string, context: object): string {
+  const parts = templatePath.split(sep).map((part) => {
+    const rendered = part.includes('{{') ? compile(part, `path:${part}`)(context) : part;
+    return RENAMES[rendered] ?? rendered;
+  });
+  const last = parts.length - 1;
+  if (parts[last].endsWith('.hbs')) parts[last] = parts[last].slice(0, -4);
+  return parts.join('/');
+}
+
+export function renderTarget(spec: Spec, target: Target): RenderedFile[] {
+  const context = renderContext(spec, target);
+  const filesDir = join(target.dir, 'files');
+  const files: RenderedFile[] = [];
+  for (const full of walk(filesDir)) {
+    const rel = relative(filesDir, full);
+    const executable = (statSync(full).mode & 0o111) !== 0;
+    let content = readFileSync(full);
+    if (full.endsWith('.hbs')) {
+      try {
+        content = Buffer.from(compile(content.toString('utf8'), full)(context), 'utf8');
+      } catch (error) {
+        throw new Error(`templates/${target.id}/files/${rel}: ${(error as Error).message}`);
+      }
+    }
+    files.push({ path: outputPath(rel, context), content, executable });
+  }
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const marker = { target: target.id, files: files.map((f) => f.path) };
+  files.unshift({ path: MARKER_FILE, content: Buffer.from(`${JSON.stringify(marker, null, 2)}\n`), executable: false });
+  const seen = new Set<string>();
+  for (const file of files) {
+    if (seen.has(file.path)) throw new Error(`templates/${target.id}: two files render to ${file.path}`);
+    seen.add(file.path);
+  }
+  return files;
+}

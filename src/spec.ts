@@ -1,0 +1,203 @@
+// The event spec: load YAML or JSON, validate it against a JSON Schema, fill defaults.
+// Every error names its field (`events[1].name: must match ...`) and nothing is written
+// before the whole spec is valid.
+import { readFile } from 'node:fs/promises';
+import { Ajv, type ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+
+export interface EventSpec {
+  name: string;
+  every: number;
+  data: Record<string, unknown>;
+}
+
+export interface Spec {
+  name: string;
+  port: number;
+  path: string;
+  retry: number;
+  heartbeat: number;
+  history: number;
+  maxClients: number;
+  cors: { origins: string[]; credentials: boolean };
+  auth: { token: string | null };
+  publish: { enabled: boolean; token: string | null };
+  events: EventSpec[];
+}
+
+export class SpecError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(`invalid spec ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'SpecError';
+  }
+}
+
+export const NAME_PATTERN = '^[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$';
+export const EVENT_NAME_PATTERN = '^[a-z][a-z0-9_-]*$';
+export const PATH_PATTERN = '^(/[A-Za-z0-9._~-]+)+$';
+// Tokens travel in `Authorization: Bearer` headers and `?token=` query strings.
+export const TOKEN_PATTERN = '^[\\x21-\\x7e]+$';
+export const ORIGIN_PATTERN = '^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$';
+const RESERVED_PATHS = ['/health', '/publish'];
+
+const tokenSchema = { type: ['string', 'null'], pattern: TOKEN_PATTERN, minLength: 1, maxLength: 256 };
+
+export const specSchema = {
+  $id: 'https://create-sse-server.dev/spec.schema.json',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    $schema: { type: 'string' },
+    name: { type: 'string', pattern: NAME_PATTERN, maxLength: 64, default: 'sse-server' },
+    port: { type: 'integer', minimum: 1, maximum: 65535, default: 3000 },
+    path: { type: 'string', pattern: PATH_PATTERN, maxLength: 128, default: '/events' },
+    retry: { type: 'integer', minimum: 0, maximum: 3600000, default: 3000 },
+    heartbeat: { type: 'integer', minimum: 0, maximum: 3600, default: 15 },
+    history: { type: 'integer', minimum: 0, maximum: 100000, default: 100 },
+    maxClients: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000 },
+    cors: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        origins: {
+          type: 'array',
+          minItems: 1,
+          uniqueItems: true,
+          items: { anyOf: [{ const: '*' }, { type: 'string', pattern: ORIGIN_PATTERN }] },
+          default: ['*'],
+        },
+        credentials: { type: 'boolean', default: false },
+      },
+    },
+    auth: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { token: { ...tokenSchema, default: null } },
+    },
+    publish: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        token: { ...tokenSchema, default: null },
+      },
+    },
+    events: {
+      type: 'array',
+      maxItems: 50,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['name'],
+        properties: {
+          name: { type: 'string', pattern: EVENT_NAME_PATTERN, maxLength: 64 },
+          every: { type: 'integer', minimum: 0, maximum: 86400000, default: 0 },
+          data: { type: 'object', default: {} },
+        },
+      },
+      default: [
+        { name: 'tick', every: 1000, data: { message: 'tick' } },
+        { name: 'message', every: 0, data: {} },
+      ],
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+const validate = ajv.compile(specSchema);
+
+/** `/events/1/name` -> `events[1].name` */
+function fieldName(error: ErrorObject): string {
+  const parts = error.instancePath.split('/').slice(1);
+  if (error.keyword === 'additionalProperties') parts.push(String(error.params.additionalProperty));
+  if (error.keyword === 'required') parts.push(String(error.params.missingProperty));
+  let out = '';
+  for (const part of parts) out += /^\d+$/.test(part) ? `[${part}]` : out ? `.${part}` : part;
+  return out || '(spec)';
+}
+
+function describe(error: ErrorObject): string {
+  switch (error.keyword) {
+    case 'additionalProperties':
+      return 'unknown field';
+    case 'required':
+      return 'is required';
+    case 'pattern':
+      return `must match ${error.params.pattern}`;
+    case 'anyOf':
+      return 'must be "*" or an origin like https://example.com';
+    default:
+      return error.message ?? error.keyword;
+  }
+}
+
+/** Validates a parsed spec object and returns it with every default filled in. */
+export function normalizeSpec(input: unknown, source = 'spec'): Spec {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new SpecError(source, ['(spec): must be an object']);
+  }
+  const spec = structuredClone(input) as Record<string, unknown>;
+  if (!validate(spec)) {
+    // anyOf reports its branches too; keep one message per field.
+    const seen = new Set<string>();
+    const problems: string[] = [];
+    for (const error of validate.errors ?? []) {
+      if (error.schemaPath.includes('/anyOf/')) continue;
+      const line = `${fieldName(error)}: ${describe(error)}`;
+      if (!seen.has(line)) problems.push(line), seen.add(line);
+    }
+    throw new SpecError(source, problems);
+  }
+  const result = spec as unknown as Spec;
+  const problems: string[] = [];
+  const names = new Set<string>();
+  result.events.forEach((event, i) => {
+    if (names.has(event.name)) problems.push(`events[${i}].name: duplicate event name "${event.name}"`);
+    names.add(event.name);
+    if (!JSON.stringify(event.data).isWellFormed()) {
+      problems.push(`events[${i}].data: holds a lone surrogate (not valid Unicode)`);
+    }
+    if (Object.hasOwn(event.data, 'timestamp')) {
+      problems.push(`events[${i}].data.timestamp: reserved, the server adds it`);
+    }
+  });
+  if (RESERVED_PATHS.includes(result.path)) problems.push(`path: ${result.path} is reserved`);
+  if (result.cors.credentials && result.cors.origins.includes('*')) {
+    problems.push('cors.credentials: cannot be true when cors.origins holds "*" (list the origins)');
+  }
+  if (result.cors.origins.includes('*') && result.cors.origins.length > 1) {
+    problems.push('cors.origins: "*" cannot be combined with other origins');
+  }
+  if (problems.length) throw new SpecError(source, problems);
+  return result;
+}
+
+export function parseSpecText(text: string, source: string): Spec {
+  let parsed: unknown;
+  try {
+    parsed = source.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new SpecError(source, [`(spec): not valid ${source.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`]);
+  }
+  return normalizeSpec(parsed ?? {}, source);
+}
+
+export async function loadSpec(file: string): Promise<Spec> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new SpecError(file, [`cannot read the spec file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
+  }
+  return parseSpecText(text, file);
+}
+
+export function defaultSpec(overrides: Partial<Spec> = {}): Spec {
+  return normalizeSpec(overrides);
+}

@@ -1,0 +1,144 @@
+// Targets are data: each folder under templates/ holds a `target.json` manifest and a
+// `files/` tree. Nothing in src/ names a target, so adding one touches no file here.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closest } from 'fastest-levenshtein';
+import { Ajv } from 'ajv';
+
+export type Level = 'runs' | 'parses' | 'rendered';
+
+/** One command of a target's install, build or parse steps. */
+export interface Step {
+  /** argv, run in the project folder (no shell) */
+  run: string[];
+  /** skip the step when this path exists and is newer than every `inputs` file */
+  creates?: string;
+  inputs?: string[];
+  env?: Record<string, string>;
+}
+
+export interface ToolchainCommand {
+  /** argv of a command that exits 0 when the tool is there, e.g. ["go", "version"] */
+  check: string[];
+  /** Debian packages that provide it here (what .ci/run installs) */
+  debian?: string[];
+  /** what to tell a user who lacks it */
+  hint: string;
+}
+
+export interface Target {
+  id: string;
+  language: string;
+  framework: string;
+  /** the example servers listen on spec.port + portOffset (3001-3020 for the seed targets) */
+  portOffset: number;
+  level: Level;
+  /** why the level is not `runs`, shown by `list` */
+  levelNote?: string;
+  toolchain: ToolchainCommand[];
+  install: Step[];
+  build: Step[];
+  start: string[];
+  /** environment for every step and the server */
+  env?: Record<string, string>;
+  /** for level `parses`: commands that parse the generated sources with a real parser */
+  parse?: Step[];
+  /** absolute path of the target's folder */
+  dir: string;
+}
+
+const stepSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['run'],
+  properties: {
+    run: { type: 'array', minItems: 1, items: { type: 'string' } },
+    creates: { type: 'string' },
+    inputs: { type: 'array', items: { type: 'string' } },
+    env: { type: 'object', additionalProperties: { type: 'string' } },
+  },
+};
+
+const manifestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'language', 'framework', 'portOffset', 'level', 'toolchain', 'install', 'build', 'start'],
+  properties: {
+    $comment: { type: 'string' },
+    id: { type: 'string', pattern: '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' },
+    language: { type: 'string' },
+    framework: { type: 'string' },
+    portOffset: { type: 'integer', minimum: 1, maximum: 99 },
+    level: { enum: ['runs', 'parses', 'rendered'] },
+    levelNote: { type: 'string' },
+    toolchain: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['check', 'hint'],
+        properties: {
+          check: { type: 'array', minItems: 1, items: { type: 'string' } },
+          debian: { type: 'array', items: { type: 'string' } },
+          hint: { type: 'string' },
+        },
+      },
+    },
+    install: { type: 'array', items: stepSchema },
+    build: { type: 'array', items: stepSchema },
+    parse: { type: 'array', items: stepSchema },
+    start: { type: 'array', minItems: 1, items: { type: 'string' } },
+    env: { type: 'object', additionalProperties: { type: 'string' } },
+  },
+};
+
+const validateManifest = new Ajv({ allErrors: true }).compile(manifestSchema);
+
+export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const templatesRoot = join(packageRoot, 'templates');
+
+let cache: Target[] | undefined;
+
+/** Every target, in seed order (by port offset). */
+export function loadTargets(root = templatesRoot): Target[] {
+  if (root === templatesRoot && cache) return cache;
+  const targets: Target[] = [];
+  for (const entry of readdirSync(root, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    const dir = join(root, entry.name);
+    const manifestPath = join(dir, 'target.json');
+    if (!existsSync(manifestPath)) continue;
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    if (!validateManifest(manifest)) {
+      const why = validateManifest.errors!.map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ');
+      throw new Error(`templates/${entry.name}/target.json: ${why}`);
+    }
+    if (manifest.id !== entry.name) {
+      throw new Error(`templates/${entry.name}/target.json: id "${manifest.id}" must equal its folder name`);
+    }
+    targets.push({ ...(manifest as Omit<Target, "dir">), dir });
+  }
+  targets.sort((a, b) => a.portOffset - b.portOffset);
+  for (let i = 1; i < targets.length; i++) {
+    if (targets[i].portOffset === targets[i - 1].portOffset) {
+      throw new Error(`targets ${targets[i - 1].id} and ${targets[i].id} share portOffset ${targets[i].portOffset}`);
+    }
+  }
+  if (root === templatesRoot) cache = targets;
+  return targets;
+}
+
+export class UnknownTargetError extends Error {
+  constructor(id: string, ids: string[]) {
+    const suggestion = ids.length ? ` (did you mean ${closest(id, ids)}?)` : '';
+    super(`unknown target "${id}"${suggestion}. Targets: ${ids.join(', ')}`);
+    this.name = 'UnknownTargetError';
+  }
+}
+
+export function findTarget(id: string, targets = loadTargets()): Target {
+  const target = targets.find((t) => t.id === id);
+  if (!target) throw new UnknownTargetError(id, targets.map((t) => t.id));
+  return target;
+}
