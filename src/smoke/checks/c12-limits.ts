@@ -1,0 +1,34 @@
+// C12: past maxClients a new stream gets 503 with Retry-After, and a freed slot is reusable.
+import { expect, skip } from '../context.js';
+import type { Stream } from '../client.js';
+import type { Check } from './types.js';
+
+const MAX_TRIED = 64;
+
+export const limits: Check = {
+  id: 'C12',
+  title: 'limits',
+  variants: ['hardened'],
+  async run(ctx) {
+    const { maxClients } = ctx.spec;
+    if (maxClients > MAX_TRIED) skip(`maxClients ${maxClients} is more than the ${MAX_TRIED} streams this check opens`);
+    await ctx.waitForClients((n) => n <= ctx.openStreams(), 6000);
+    const mine: Stream[] = [];
+    try {
+      const room = maxClients - ctx.openStreams();
+      for (let i = 0; i < room; i++) mine.push(await ctx.connect({}, `stream ${ctx.openStreams() + 1} of ${maxClients}`));
+      const over = ctx.open();
+      await over.ready;
+      over.close();
+      expect(over.status === 503, `stream ${maxClients + 1} of maxClients ${maxClients} answered ${over.status || over.error?.message}, expected 503`);
+      expect(over.headers['retry-after'] !== undefined, '503 without Retry-After');
+      mine.pop()!.close();
+      await ctx.waitForClients((n) => n < maxClients, 5000);
+      const again = await ctx.connect({}, 'a stream after one slot was freed');
+      again.close();
+      return `${maxClients} streams served, the next got 503 (Retry-After: ${over.headers['retry-after']}), a freed slot was reused`;
+    } finally {
+      for (const s of mine) s.close();
+    }
+  },
+};

@@ -1,0 +1,132 @@
+// `smoke`: for each target, render both variants of the spec into a work folder, build and
+// start it the way `run` does, and run the contract's checks against it.
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { renderTarget } from '../render.js';
+import { buildProject, startProject } from '../run.js';
+import type { Spec } from '../spec.js';
+import { findTarget, loadTargets, type Level, type Target } from '../targets.js';
+import { checkToolchain, missingSummary } from '../toolchain.js';
+import { refreshRendered } from '../write.js';
+import type { ServerHandle } from './context.js';
+import { mergeChecks, runVariant, type Outcome, type StartServer, type VariantReport } from './harness.js';
+import type { VariantName } from './variants.js';
+
+export interface TargetReport {
+  id: string;
+  level: Level;
+  /** pass: every check passed; parses: sources parsed (toolchain not installable here) */
+  result: 'pass' | 'fail' | 'skipped' | 'parses';
+  reason?: string;
+  buildMs: Partial<Record<VariantName, number>>;
+  startMs: Partial<Record<VariantName, number>>;
+  idleRssMiB: Partial<Record<VariantName, number>>;
+  checks: ReturnType<typeof mergeChecks>;
+}
+
+export interface SmokeOptions {
+  work?: string;
+  requireToolchains?: boolean;
+  onProgress?: (line: string) => void;
+}
+
+export function defaultWorkDir() {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'create-sse-server', 'smoke');
+}
+
+const MAX_OUTPUT = 1 << 20;
+
+/** Start a generated project the way `run` does, capturing what it prints. */
+export function targetStarter(target: Target, workDir: string, log?: (line: string) => void): StartServer {
+  const dir = join(workDir, target.id);
+  return async (spec, variant, host, port) => {
+    await refreshRendered(dir, renderTarget(spec, target), { force: true });
+    const t0 = Date.now();
+    log?.(`${target.id} [${variant}]: building in ${dir}`);
+    await buildProject(dir, { stdio: 'pipe' });
+    const buildMs = Date.now() - t0;
+    const child = startProject(dir, target, { env: { PORT: String(port), HOST: host }, stdio: 'pipe' });
+    let output = '';
+    child.all?.on('data', (chunk: Buffer) => {
+      if (output.length < MAX_OUTPUT) output += chunk.toString('utf8');
+    });
+    let exited = false;
+    const handle: ServerHandle = {
+      host,
+      port,
+      pid: child.pid!,
+      output: () => output,
+      exited: child.then((r) => {
+        exited = true;
+        return { exitCode: r.exitCode, signal: r.signal };
+      }),
+      hasExited: () => exited,
+    };
+    return { handle, buildMs };
+  };
+}
+
+/** Check every variant of a spec against servers from `start`. */
+export async function smokeServer(spec: Spec, start: StartServer, variants: VariantName[] = ['spec', 'hardened']) {
+  const reports: VariantReport[] = [];
+  for (const variant of variants) reports.push(await runVariant(spec, variant, start));
+  return reports;
+}
+
+async function parseCheck(target: Target, workDir: string, spec: Spec): Promise<string | undefined> {
+  const dir = join(workDir, target.id);
+  await refreshRendered(dir, renderTarget(spec, target), { force: true });
+  for (const step of target.parse ?? []) {
+    const r = await execa(step.run[0], step.run.slice(1), { cwd: dir, reject: false, all: true, env: { ...target.env, ...step.env } });
+    if (r.exitCode !== 0) return `\`${step.run.join(' ')}\` failed: ${String(r.all).slice(-400)}`;
+  }
+  return undefined;
+}
+
+export async function smokeTargets(targets: Target[], spec: Spec, options: SmokeOptions = {}): Promise<TargetReport[]> {
+  const workDir = options.work ?? defaultWorkDir();
+  const out: TargetReport[] = [];
+  for (const target of targets) {
+    const report: TargetReport = { id: target.id, level: target.level, result: 'fail', buildMs: {}, startMs: {}, idleRssMiB: {}, checks: {} };
+    out.push(report);
+    const missing = missingSummary(await checkToolchain(target));
+    if (missing) {
+      report.result = options.requireToolchains ? 'fail' : 'skipped';
+      report.reason = `toolchain missing: ${missing}`;
+      options.onProgress?.(`${target.id}: ${report.reason}`);
+      continue;
+    }
+    if (target.level === 'parses') {
+      const problem = await parseCheck(target, workDir, spec);
+      report.result = problem ? 'fail' : 'parses';
+      report.reason = problem ?? `checks not run: ${target.levelNote ?? 'its toolchain cannot be installed here'}`;
+      continue;
+    }
+    options.onProgress?.(`${target.id}: smoke`);
+    const variants = await smokeServer(spec, targetStarter(target, workDir, options.onProgress));
+    for (const v of variants) {
+      if (v.buildMs !== undefined) report.buildMs[v.variant] = v.buildMs;
+      if (v.startMs !== undefined) report.startMs[v.variant] = v.startMs;
+      if (v.idleRssMiB !== undefined) report.idleRssMiB[v.variant] = v.idleRssMiB;
+    }
+    report.checks = mergeChecks(variants);
+    const failed = Object.entries(report.checks).filter(([, o]) => o.status === 'fail');
+    report.result = failed.length ? 'fail' : 'pass';
+    const error = variants.find((v) => v.error)?.error;
+    if (error) report.reason = error.split('\n')[0];
+    else if (failed.length) report.reason = `failed ${failed.map(([id]) => id).join(', ')}`;
+  }
+  return out;
+}
+
+export function countOutcomes(checks: Record<string, Outcome>) {
+  const values = Object.values(checks);
+  return { pass: values.filter((o) => o.status === 'pass').length, fail: values.filter((o) => o.status === 'fail').length, skip: values.filter((o) => o.status === 'skip').length };
+}
+
+export function selectSmokeTargets(ids: string[], all: boolean): Target[] {
+  const targets = loadTargets();
+  if (ids.length) return [...new Set(ids)].map((id) => findTarget(id, targets));
+  return all ? targets : targets.filter((t) => t.level === 'runs');
+}
