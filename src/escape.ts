@@ -25,6 +25,11 @@ const utf16Escape: CodePointEscape = (cp) => {
   const v = cp - 0x10000;
   return `\\u${hex(0xd800 + (v >> 10), 4)}\\u${hex(0xdc00 + (v & 0x3ff), 4)}`;
 };
+/**
+ * Java turns \uXXXX into its character before it reads the source, so \u000A would end the
+ * literal: control characters take 3-digit octal escapes, and only non-ASCII takes \uXXXX.
+ */
+const javaEscape: CodePointEscape = (cp) => (cp < 0x80 ? `\\${cp.toString(8).padStart(3, '0')}` : utf16Escape(cp));
 /** \u{1F389} (Rust, Swift, Dart, PHP, Ruby, Elixir) */
 const bracedEscape: CodePointEscape = (cp) => `\\u{${hex(cp, 1)}}`;
 /** \u00E9 / \U0001F389 (Python, Go, C#) */
@@ -46,7 +51,7 @@ const styles = {
   python: { quote: '"', special: C_LIKE, other: shortLongEscape },
   go: { quote: '"', special: C_LIKE, other: shortLongEscape },
   rust: { quote: '"', special: C_LIKE, other: bracedEscape },
-  java: { quote: '"', special: C_LIKE, other: utf16Escape },
+  java: { quote: '"', special: C_LIKE, other: javaEscape },
   kotlin: { quote: '"', special: { ...C_LIKE, $: '\\$' }, other: utf16Escape },
   scala: { quote: '"', special: C_LIKE, other: utf16Escape },
   csharp: { quote: '"', special: C_LIKE, other: shortLongEscape },

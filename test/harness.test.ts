@@ -1,0 +1,39 @@
+// The harness must be able to fail: a correct reference server passes every check, and each
+// deliberately broken one fails exactly the check it breaks.
+import { describe, expect, it } from 'vitest';
+import { mergeChecks } from '../src/smoke/harness.js';
+import { smokeServer } from '../src/smoke/smoke.js';
+import { loadSpec } from '../src/spec.js';
+import { fixtureStarter, type Break } from './fixtures/start-fixture.js';
+
+const spec = await loadSpec('examples/sse.spec.yaml');
+
+async function failing(mode: Break) {
+  const checks = mergeChecks(await smokeServer(spec, fixtureStarter(mode)));
+  const statuses = Object.values(checks).map((c) => c.status);
+  expect(statuses.filter((s) => s === 'skip')).toEqual([]);
+  expect(Object.keys(checks)).toHaveLength(16);
+  return Object.entries(checks).filter(([, c]) => c.status === 'fail').map(([id, c]) => ({ id, detail: c.detail }));
+}
+
+describe.concurrent('harness against fixture servers', () => {
+  it('passes a server that meets the contract', async () => {
+    expect(await failing('none')).toEqual([]);
+  }, 120_000);
+
+  const broken: Array<[Break, string, RegExp]> = [
+    ['buffering', 'C2', /no first frame/],
+    ['headers', 'C1', /Cache-Control: \(none\); X-Accel-Buffering: \(none\)/],
+    ['ids', 'C4', /not strictly increasing/],
+    ['last-event-id', 'C7', /replayed events after Last-Event-ID/],
+    ['dead-clients', 'C10', /closed clients still counted/],
+    ['event-newline', 'C9', /event name with LF: answered 202, expected 400/],
+  ];
+  for (const [mode, check, why] of broken) {
+    it(`fails ${check} (and only ${check}) for a server with the ${mode} bug`, async () => {
+      const failures = await failing(mode);
+      expect(failures.map((f) => f.id)).toEqual([check]);
+      expect(failures[0].detail).toMatch(why);
+    }, 180_000);
+  }
+});
