@@ -142,3 +142,9 @@ export function findTarget(id: string, targets = loadTargets()): Target {
   if (!target) throw new UnknownTargetError(id, targets.map((t) => t.id));
   return target;
 }
+
+/** The README's target table (a test keeps the README in step with the manifests). */
+export function targetTable(targets = loadTargets()): string {
+  const rows = targets.map((t) => `| \`${t.id}\` | ${t.language} | ${t.framework} | ${3000 + t.portOffset} | ${t.level}${t.levelNote ? `: ${t.levelNote}` : ''} |`);
+  return ['| id | language | framework | example port | level |', '|---|---|---|---|---|', ...rows].join('\n');
+}
