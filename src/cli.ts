@@ -1,14 +1,6 @@
 // The command line: scaffold (default), generate, run, list, smoke.
+// Modules load when their command runs: `generate` should not pay for the harness.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { create, Cancelled, UsageError } from './create.js';
-import { generate } from './generate.js';
-import { runCommand, RunError } from './run.js';
-import { loadSpec, SpecError } from './spec.js';
-import { loadTargets, UnknownTargetError } from './targets.js';
-import { checkToolchain } from './toolchain.js';
-import { DirectoryNotEmptyError } from './write.js';
-import { smokeCommand } from './smoke/command.js';
-import { variantSpec } from './smoke/variants.js';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 function portNumber(value: string) {
@@ -18,6 +10,8 @@ function portNumber(value: string) {
 }
 
 export async function listRows() {
+  const { loadTargets } = await import('./targets.js');
+  const { checkToolchain } = await import('./toolchain.js');
   return Promise.all(
     loadTargets().map(async (t) => {
       const toolchain = await checkToolchain(t);
@@ -49,6 +43,7 @@ export function program(): Command {
     .enablePositionalOptions()
     .action(async (dir: string | undefined, opts) => {
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !process.env.CI;
+      const { create } = await import('./create.js');
       const result = await create(dir, { ...opts, interactive });
       console.log(`\nCreated ${result.target.language} · ${result.target.framework} server in ${result.dir}\n\nNext:`);
       for (const step of result.nextSteps) console.log(`  ${step}`);
@@ -64,6 +59,9 @@ export function program(): Command {
     .option('--force', 'write into folders that were not generated before')
     .addOption(new Option('--variant <name>', 'render the harness variant of the spec (for template authors)').choices(['spec', 'hardened']).default('spec'))
     .action(async (opts) => {
+      const { loadSpec } = await import('./spec.js');
+      const { generate } = await import('./generate.js');
+      const { variantSpec } = await import('./smoke/variants.js');
       const spec = variantSpec(await loadSpec(opts.spec), opts.variant);
       const { targets, differences } = await generate(spec, opts.out, { targets: opts.target, check: opts.check, force: opts.force });
       if (opts.check) {
@@ -80,6 +78,7 @@ export function program(): Command {
     .description('install, build and start a generated project (PORT and HOST are honoured)')
     .argument('<dir>', 'a folder made by create-sse-server or generate')
     .action(async (dir: string) => {
+      const { runCommand } = await import('./run.js');
       process.exitCode = await runCommand(dir);
     });
 
@@ -108,23 +107,26 @@ export function program(): Command {
     .option('--require-toolchains', 'a missing toolchain fails instead of skipping')
     .addOption(new Option('--work <dir>', 'where targets are rendered and built (kept for warm rebuilds)'))
     .action(async (ids: string[], opts) => {
+      const { smokeCommand } = await import('./smoke/command.js');
       process.exitCode = await smokeCommand(ids, opts);
     });
 
   return cli;
 }
 
-const KNOWN_ERRORS = [SpecError, UsageError, UnknownTargetError, DirectoryNotEmptyError, RunError];
+/** Errors that explain themselves: printed without a stack trace. */
+const KNOWN_ERRORS = new Set(['SpecError', 'UsageError', 'UnknownTargetError', 'DirectoryNotEmptyError', 'RunError']);
 
 export async function main(argv = process.argv) {
   try {
     await program().parseAsync(argv);
   } catch (error) {
-    if (error instanceof Cancelled) {
-      console.error(error.message);
+    const { name, message } = error as Error;
+    if (name === 'Cancelled') {
+      console.error(message);
       process.exitCode = 130;
-    } else if (KNOWN_ERRORS.some((E) => error instanceof E)) {
-      console.error(`error: ${(error as Error).message}`);
+    } else if (KNOWN_ERRORS.has(name)) {
+      console.error(`error: ${message}`);
       process.exitCode = 1;
     } else throw error;
   }
