@@ -5,6 +5,7 @@ import prompts from 'prompts';
 import { loadSpec, normalizeSpec, type Spec } from './spec.js';
 import { findTarget, loadTargets, type Target } from './targets.js';
 import { renderTarget } from './render.js';
+import { shellWord } from './escape.js';
 import { isEmptyDir, writeProject } from './write.js';
 import { join } from 'node:path';
 import { packageRoot } from './targets.js';
@@ -45,6 +46,8 @@ export function nameFromDir(dir: string): string {
     .replace(/^[^a-z]+|-+$/g, '');
   return name || 'sse-server';
 }
+
+const shellLine = (argv: string[]) => argv.map((a) => (/^[\w./=:@%+-]+$/.test(a) ? a : shellWord(a))).join(' ');
 
 function label(target: Target) {
   return `${target.language} · ${target.framework}${target.level === 'runs' ? '' : ` (${target.level})`}`;
@@ -96,15 +99,18 @@ export async function create(dirArg: string | undefined, options: CreateOptions)
   }
 
   await writeProject(dir, renderTarget(spec, target), { force });
-  const shown = relative(process.cwd(), resolve(dir)) || '.';
+  const rel = relative(process.cwd(), resolve(dir));
+  const shown = rel.startsWith('..') ? resolve(dir) : rel || '.';
   return {
     dir: shown,
     target,
     spec,
     nextSteps: [
       `cd ${shown}`,
-      `npx create-sse-server run .          # installs, builds and starts it (see README.md for ${target.framework}'s own commands)`,
-      `curl -N http://localhost:${spec.port}${spec.path}`,
+      ...[...target.install, ...target.build].map((step) => shellLine(step.run)),
+      shellLine(target.start),
+      `# or all of that in one: npx create-sse-server run .`,
+      `curl -N http://localhost:${spec.port}${spec.path}${spec.auth.token ? ` -H 'Authorization: Bearer …'` : ''}`,
     ],
   };
 }
