@@ -70,8 +70,11 @@ const styles = {
 export type LiteralLanguage = keyof typeof styles;
 export const literalLanguages = Object.keys(styles) as LiteralLanguage[];
 
+/** Python reads '...' and "..." alike: take the one that needs no escapes (as ruff format does). */
+const pythonSingle: LiteralStyle = { quote: "'", special: { "'": "\\'", '\\': '\\\\' }, other: shortLongEscape };
+
 export function stringLiteral(language: LiteralLanguage, value: string): string {
-  const style: LiteralStyle = styles[language];
+  const style: LiteralStyle = language === 'python' && value.includes('"') && !value.includes("'") ? pythonSingle : styles[language];
   let out = style.quote;
   for (const char of value) {
     const cp = char.codePointAt(0)!;

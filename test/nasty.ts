@@ -1,6 +1,7 @@
 /** Strings that break naive escaping in one language or another. */
 export const NASTY = [
   'plain',
+  '{"json":"with \\"quotes\\" only"}',
   '',
   `double " single ' back \\ slash`,
   'line\nbreak\r\ncrlf\rcr\ttab',
