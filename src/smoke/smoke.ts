@@ -2,7 +2,7 @@
 // start it the way `run` does, and run the contract's checks against it.
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { execa, type ResultPromise } from 'execa';
 import { renderTarget } from '../render.js';
 import { buildProject, startProject } from '../run.js';
 import type { Spec } from '../spec.js';
@@ -37,6 +37,26 @@ export function defaultWorkDir() {
 
 const MAX_OUTPUT = 1 << 20;
 
+/** What the harness needs of a started child (execa, detached, `all: true`, `buffer: false`). */
+export function serverHandle(child: ResultPromise, host: string, port: number): ServerHandle {
+  let output = '';
+  child.all?.on('data', (chunk: Buffer) => {
+    if (output.length < MAX_OUTPUT) output += chunk.toString('utf8');
+  });
+  let exited = false;
+  return {
+    host,
+    port,
+    pid: child.pid!,
+    output: () => output,
+    exited: child.then((r) => {
+      exited = true;
+      return { exitCode: r.exitCode, signal: r.signal };
+    }),
+    hasExited: () => exited,
+  };
+}
+
 /** Start a generated project the way `run` does, capturing what it prints. */
 export function targetStarter(target: Target, workDir: string, log?: (line: string) => void): StartServer {
   const dir = join(workDir, target.id);
@@ -47,22 +67,7 @@ export function targetStarter(target: Target, workDir: string, log?: (line: stri
     await buildProject(dir, { stdio: 'pipe' });
     const buildMs = Date.now() - t0;
     const child = startProject(dir, target, { env: { PORT: String(port), HOST: host }, stdio: 'pipe' });
-    let output = '';
-    child.all?.on('data', (chunk: Buffer) => {
-      if (output.length < MAX_OUTPUT) output += chunk.toString('utf8');
-    });
-    let exited = false;
-    const handle: ServerHandle = {
-      host,
-      port,
-      pid: child.pid!,
-      output: () => output,
-      exited: child.then((r) => {
-        exited = true;
-        return { exitCode: r.exitCode, signal: r.signal };
-      }),
-      hasExited: () => exited,
-    };
+    const handle = serverHandle(child, host, port);
     return { handle, buildMs };
   };
 }
