@@ -124,6 +124,14 @@ export class Context {
     return -1;
   }
 
+  /**
+   * Wait (up to 6 s) until the server counts no more streams than this harness holds open:
+   * streams an earlier check closed may still hold slots, since a server has 5 s to notice.
+   */
+  settle(): Promise<number> {
+    return this.waitForClients((n) => n <= this.openStreams(), 6000);
+  }
+
   /** Streams this harness holds open right now. */
   openStreams(): number {
     return [...this.streams].filter((s) => !s.ended && s.status === 200).length;

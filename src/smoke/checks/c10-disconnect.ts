@@ -9,8 +9,7 @@ export const disconnect: Check = {
   title: 'disconnect',
   variants: ['spec', 'hardened'],
   async run(ctx) {
-    // Earlier checks' streams may still be on their way out: start from a settled count.
-    await ctx.waitForClients((n) => n <= ctx.openStreams(), FORGET_MS + 1000);
+    await ctx.settle();
     const before = await ctx.health();
     const streams = [await ctx.connect(), await ctx.connect(), await ctx.connect()];
     const joined = await ctx.waitForClients((n) => n === before + streams.length, 2000);

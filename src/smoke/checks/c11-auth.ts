@@ -8,8 +8,7 @@ export const auth: Check = {
   variants: ['hardened', 'spec'],
   async run(ctx) {
     const token = ctx.streamToken ?? skip('no stream token in the spec');
-    // Streams closed by the previous check may still hold slots (a server has 5 s to notice).
-    await ctx.waitForClients((n) => n <= ctx.openStreams(), 6000);
+    await ctx.settle();
     const refused = [
       ['no token', ctx.open({ auth: false })],
       ['wrong Bearer', ctx.open({ auth: false, headers: { Authorization: 'Bearer wrong' } })],

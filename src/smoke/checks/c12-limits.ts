@@ -12,7 +12,7 @@ export const limits: Check = {
   async run(ctx) {
     const { maxClients } = ctx.spec;
     if (maxClients > MAX_TRIED) skip(`maxClients ${maxClients} is more than the ${MAX_TRIED} streams this check opens`);
-    await ctx.waitForClients((n) => n <= ctx.openStreams(), 6000);
+    await ctx.settle();
     const mine: Stream[] = [];
     try {
       const room = maxClients - ctx.openStreams();

@@ -18,7 +18,7 @@ export const slowClients: Check = {
   variants: ['hardened'],
   async run(ctx) {
     if (!ctx.spec.publish.enabled) skip('publish is disabled in the spec');
-    await ctx.waitForClients((n) => n <= ctx.openStreams(), 6000);
+    await ctx.settle();
     const fast = await ctx.connect({}, 'reading client');
     const query = ctx.streamToken ? `?token=${encodeURIComponent(ctx.streamToken)}` : '';
     const before = await ctx.health();
