@@ -1,0 +1,3 @@
+module sse-server
+
+go 1.22
