@@ -31,7 +31,8 @@ ALLOWED_METHODS = {
 # The streams, the history and the id counter. Only the EventMachine reactor thread touches
 # them, so there is no lock: a replay and the join to the broadcast happen in one reactor turn.
 class Hub
-  Client = Struct.new(:conn, :out)
+  # `pending` holds what is published between taking the slot and the stream's start.
+  Client = Struct.new(:conn, :out, :pending)
 
   def initialize
     @clients = Set.new.compare_by_identity
@@ -45,7 +46,7 @@ class Hub
   def join(conn)
     return if @clients.size >= MAX_CLIENTS
 
-    Client.new(conn).tap { |client| @clients << client }
+    Client.new(conn, nil, []).tap { |client| @clients << client }
   end
 
   def leave(client) = @clients.delete(client)
@@ -53,7 +54,11 @@ class Hub
   def start(client, out, last_id)
     client.out = out
     out << (RETRY_MS.positive? ? "retry: #{RETRY_MS}\n\n" : ": connected\n\n")
-    @history.each { |id, frame| out << frame if id > last_id } if last_id
+    # Replay what was kept before the slot was taken; `pending` has everything since.
+    first_pending = client.pending.first&.first
+    @history.each { |id, frame| out << frame if id > last_id && (first_pending.nil? || id < first_pending) } if last_id
+    client.pending.each { |id, frame| out << frame if last_id.nil? || id > last_id }
+    client.pending = nil
   end
 
   def publish(event, text)
@@ -64,14 +69,18 @@ class Hub
       @history << [id, frame]
       @history.shift if @history.size > HISTORY
     end
-    broadcast(frame)
+    broadcast(id, frame)
     id
   end
 
-  def broadcast(frame)
+  def broadcast(id, frame)
     @clients.each do |client|
       out = client.out
-      next if out.nil? || out.closed?
+      if out.nil?
+        client.pending << [id, frame] if id # a heartbeat (no id) is not kept
+        next
+      end
+      next if out.closed?
 
       # EventMachine buffers whatever the socket does not take, without limit: that buffer is
       # this client's queue. Closing the connection makes Thin fire async.close (see below).
@@ -229,7 +238,7 @@ EventMachine.run do
       HUB.publish(name, JSON.generate(data.merge("timestamp" => now_iso)))
     end
   end
-  EventMachine.add_periodic_timer(HEARTBEAT_S) { HUB.broadcast(": heartbeat\n\n") } if HEARTBEAT_S.positive?
+  EventMachine.add_periodic_timer(HEARTBEAT_S) { HUB.broadcast(nil, ": heartbeat\n\n") } if HEARTBEAT_S.positive?
 
   stop = lambda do
     server.stop # no new connections
