@@ -8,6 +8,7 @@ import { execa, type ResultPromise } from 'execa';
 import { MARKER_FILE } from './render.js';
 import { findTarget, type Step, type Target } from './targets.js';
 import { checkToolchain } from './toolchain.js';
+import { killTree } from './process-tree.js';
 
 export class RunError extends Error {
   constructor(message: string) {
@@ -118,7 +119,7 @@ export async function stopGroup(pid: number, graceMs = 5000): Promise<void> {
     if (!groupAlive(pid)) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  signalGroup(pid, 'SIGKILL');
+  killTree(pid);
 }
 
 /** `create-sse-server run DIR`: build, start, forward signals, exit with the server's code. */
@@ -132,7 +133,7 @@ export async function runCommand(dir: string): Promise<number> {
   const handlers = signals.map((s) => [s, forward(s)] as const);
   for (const [s, h] of handlers) process.on(s, h);
   // If this process dies first, take the server group with it.
-  const reap = () => signalGroup(pid, 'SIGKILL');
+  const reap = () => killTree(pid);
   process.on('exit', reap);
   const result = await child;
   for (const [s, h] of handlers) process.off(s, h);

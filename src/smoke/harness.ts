@@ -7,6 +7,7 @@ import { request } from './client.js';
 import { runOrder, type CheckId } from './checks/index.js';
 import { CheckSkipped, Context, sleep, type ServerHandle } from './context.js';
 import { groupRssBytes, mib } from './memory.js';
+import { killTree, processTree } from '../process-tree.js';
 import { variantSpec, type VariantName } from './variants.js';
 
 export type Status = 'pass' | 'fail' | 'skip';
@@ -39,13 +40,7 @@ const groups = new Set<number>();
 let hooked = false;
 
 function killAll() {
-  for (const pgid of groups) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  for (const pid of groups) killTree(pid);
   groups.clear();
 }
 
@@ -63,22 +58,12 @@ export function ownGroup(pgid: number) {
   }
 }
 
-export async function releaseGroup(pgid: number) {
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
-  // wait until the kernel has reaped the group, so ports and memory are free again
-  for (let i = 0; i < 50; i++) {
-    try {
-      process.kill(-pgid, 0);
-      await sleep(20);
-    } catch {
-      break;
-    }
-  }
-  groups.delete(pgid);
+export async function releaseGroup(pid: number) {
+  // The whole tree, not only the group: a daemon that left the group would outlive us.
+  killTree(pid);
+  // wait until the kernel has reaped them, so ports and memory are free again
+  for (let i = 0; i < 50 && processTree(pid).length; i++) await sleep(20);
+  groups.delete(pid);
 }
 
 // ---- one server -----------------------------------------------------------------------
@@ -127,7 +112,11 @@ async function runCheck(ctx: Context, run: (ctx: Context) => Promise<string>): P
   } catch (error) {
     const status = error instanceof CheckSkipped ? 'skip' : 'fail';
     let detail = (error as Error).message;
-    if (status === 'fail' && ctx.server.hasExited()) detail += `; the server exited. Its last output:\n${tail(ctx.server.output())}`;
+    if (status === 'fail') {
+      const output = tail(ctx.server.output(), 8);
+      if (ctx.server.hasExited()) detail += `; the server exited. Its last output:\n${output}`;
+      else if (output) detail += `\nserver output (last lines):\n${output}`;
+    }
     return { status, detail, ms: Date.now() - start };
   } finally {
     clearTimeout(timer);
