@@ -110,7 +110,7 @@ export async function create(dirArg: string | undefined, options: CreateOptions)
       ...[...target.install, ...target.build].map((step) => shellLine(step.run)),
       shellLine(target.start),
       `# or all of that in one: npx create-sse-server run .`,
-      `curl -N http://localhost:${spec.port}${spec.path}${spec.auth.token ? ` -H 'Authorization: Bearer …'` : ''}`,
+      `curl -N http://localhost:${spec.port}${spec.path}${spec.auth.required ? ` -H "Authorization: Bearer $SSE_TOKEN"` : ''}`,
     ],
   };
 }

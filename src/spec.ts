@@ -20,8 +20,8 @@ export interface Spec {
   history: number;
   maxClients: number;
   cors: { origins: string[]; credentials: boolean };
-  auth: { token: string | null };
-  publish: { enabled: boolean; token: string | null };
+  auth: { required: boolean };
+  publish: { enabled: boolean };
   events: EventSpec[];
 }
 
@@ -38,12 +38,14 @@ export class SpecError extends Error {
 export const NAME_PATTERN = '^[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$';
 export const EVENT_NAME_PATTERN = '^[a-z][a-z0-9_-]*$';
 export const PATH_PATTERN = '^(/[A-Za-z0-9._~-]+)+$';
-// Tokens travel in `Authorization: Bearer` headers and `?token=` query strings.
-export const TOKEN_PATTERN = '^[\\x21-\\x7e]+$';
 export const ORIGIN_PATTERN = '^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$';
 const RESERVED_PATHS = ['/health', '/publish'];
 
-const tokenSchema = { type: ['string', 'null'], pattern: TOKEN_PATTERN, minLength: 1, maxLength: 256 };
+/** Version 1 of the contract put tokens in the spec; version 2 reads them from the environment. */
+const MOVED_SECRETS: Array<[section: 'auth' | 'publish', variable: string]> = [
+  ['auth', 'SSE_TOKEN'],
+  ['publish', 'SSE_PUBLISH_TOKEN'],
+];
 
 export const specSchema = {
   $id: 'https://create-sse-server.dev/spec.schema.json',
@@ -77,7 +79,7 @@ export const specSchema = {
       type: 'object',
       additionalProperties: false,
       default: {},
-      properties: { token: { ...tokenSchema, default: null } },
+      properties: { required: { type: 'boolean', default: false } },
     },
     publish: {
       type: 'object',
@@ -85,7 +87,6 @@ export const specSchema = {
       default: {},
       properties: {
         enabled: { type: 'boolean', default: true },
-        token: { ...tokenSchema, default: null },
       },
     },
     events: {
@@ -143,6 +144,16 @@ export function normalizeSpec(input: unknown, source = 'spec'): Spec {
     throw new SpecError(source, ['(spec): must be an object']);
   }
   const spec = structuredClone(input) as Record<string, unknown>;
+  const moved = MOVED_SECRETS.filter(([section]) => {
+    const value = spec[section];
+    return value !== null && typeof value === 'object' && Object.hasOwn(value, 'token');
+  });
+  if (moved.length) {
+    throw new SpecError(
+      source,
+      moved.map(([section, variable]) => `${section}.token: secrets no longer go in the spec; remove it and set ${variable} in the server's environment`),
+    );
+  }
   if (!validate(spec)) {
     // anyOf reports its branches too; keep one message per field.
     const seen = new Set<string>();

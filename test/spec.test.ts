@@ -19,7 +19,7 @@ describe('spec', () => {
     const spec = normalizeSpec({});
     expect(spec).toMatchObject({
       name: 'sse-server', port: 3000, path: '/events', retry: 3000, heartbeat: 15, history: 100, maxClients: 10000,
-      cors: { origins: ['*'], credentials: false }, auth: { token: null }, publish: { enabled: true, token: null },
+      cors: { origins: ['*'], credentials: false }, auth: { required: false }, publish: { enabled: true },
     });
     expect(spec.events.length).toBeGreaterThan(0);
     expect(normalizeSpec({ events: [{ name: 'a' }] }).events[0]).toEqual({ name: 'a', every: 0, data: {} });
@@ -52,10 +52,13 @@ describe('spec', () => {
     expect(problems({ path: '/health' })).toEqual(['path: /health is reserved']);
   });
 
-  it('keeps tokens to what an Authorization header can carry', () => {
-    expect(problems({ auth: { token: 'has space' } })[0]).toMatch(/^auth.token: must match/);
-    expect(problems({ publish: { token: 'new\nline' } })[0]).toMatch(/^publish.token: must match/);
-    expect(normalizeSpec({ auth: { token: `q"'$#{}\\` } }).auth.token).toBe(`q"'$#{}\\`);
+  it('refuses tokens in the spec (contract v2: secrets come from the environment)', () => {
+    expect(problems({ auth: { token: 'secret' } })).toEqual([
+      "auth.token: secrets no longer go in the spec; remove it and set SSE_TOKEN in the server's environment",
+    ]);
+    expect(problems({ publish: { enabled: true, token: 'secret' } })[0]).toMatch(/^publish.token: .*SSE_PUBLISH_TOKEN/);
+    expect(problems({ auth: { required: 'yes' } })[0]).toMatch(/^auth.required: must be boolean/);
+    expect(normalizeSpec({ auth: { required: true } }).auth).toEqual({ required: true });
   });
 
   it('reads YAML and JSON, and names a syntax error', async () => {

@@ -40,12 +40,12 @@ export class Context {
     readonly spec: Spec,
     readonly variant: VariantName,
     readonly server: ServerHandle,
+    /** SSE_TOKEN as the server was started with it */
+    readonly streamToken: string | null,
+    /** SSE_PUBLISH_TOKEN as started with, or the one the server made and logged */
+    readonly publishToken: string | null,
   ) {
     this.base = `http://${server.host}:${server.port}`;
-  }
-
-  get streamToken(): string | null {
-    return this.spec.auth.token;
   }
 
   /** Headers that authorize a stream (none when the spec has no stream token). */
@@ -78,7 +78,7 @@ export class Context {
   publishHeaders(): Record<string, string> {
     return {
       'Content-Type': 'application/json',
-      ...(this.spec.publish.token ? { Authorization: `Bearer ${this.spec.publish.token}` } : {}),
+      ...(this.publishToken ? { Authorization: `Bearer ${this.publishToken}` } : {}),
     };
   }
 

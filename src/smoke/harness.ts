@@ -8,7 +8,7 @@ import { runOrder, type CheckId } from './checks/index.js';
 import { CheckSkipped, Context, sleep, type ServerHandle } from './context.js';
 import { groupRssBytes, mib } from './memory.js';
 import { killTree, processTree } from '../process-tree.js';
-import { variantSpec, type VariantName } from './variants.js';
+import { variantEnv, variantSpec, type VariantName } from './variants.js';
 
 export type Status = 'pass' | 'fail' | 'skip';
 export interface Outcome {
@@ -28,7 +28,16 @@ export interface VariantReport {
 }
 
 /** Starts a server for `spec` listening on host:port; what the harness needs of it. */
-export type StartServer = (spec: Spec, variant: VariantName, host: string, port: number) => Promise<{ handle: ServerHandle; buildMs?: number }>;
+export type StartServer = (
+  spec: Spec,
+  variant: VariantName,
+  host: string,
+  port: number,
+  env: Record<string, string>,
+) => Promise<{ handle: ServerHandle; buildMs?: number }>;
+
+/** The line a server started without SSE_PUBLISH_TOKEN logs once (contract v2, C9). */
+export const PUBLISH_TOKEN_LINE = /publish token: (\S+) \(set SSE_PUBLISH_TOKEN to choose your own\)/;
 
 const READY_TIMEOUT_MS = 120_000;
 const CHECK_TIMEOUT_MS = 90_000;
@@ -131,14 +140,16 @@ export async function runVariant(baseSpec: Spec, variant: VariantName, start: St
   let handle: ServerHandle | undefined;
   let ctx: Context | undefined;
   try {
-    const started = await start(spec, variant, HOST, port);
+    const env = variantEnv(variant);
+    const started = await start(spec, variant, HOST, port, env);
     handle = started.handle;
     report.buildMs = started.buildMs;
     ownGroup(handle.pid);
     report.startMs = await waitUntilReady(handle);
     await sleep(300);
     report.idleRssMiB = mib(groupRssBytes(handle.pid));
-    ctx = new Context(spec, variant, handle);
+    const publishToken = env.SSE_PUBLISH_TOKEN ?? PUBLISH_TOKEN_LINE.exec(handle.output())?.[1] ?? null;
+    ctx = new Context(spec, variant, handle, env.SSE_TOKEN ?? null, publishToken);
     ctx.sentinel = ctx.open();
     for (const check of runOrder) {
       if (!check.variants.includes(variant) || (only && !only.includes(check.id))) continue;

@@ -5,7 +5,11 @@
 // - `hardened`: the same spec with every optional feature switched on and made easy to
 //   observe: a 1 s heartbeat and only publish-only events (so the stream is idle and
 //   deterministic), a small history and client limit, a CORS allow-list with credentials,
-//   and tokens full of characters that each language's string literals treat specially.
+//   and a required stream token.
+//
+// Tokens never reach a spec (contract v2): the `spec` variant starts the server with neither
+// SSE_TOKEN nor SSE_PUBLISH_TOKEN (it must make a publish token and log it), the hardened
+// one with both, full of characters that shells and string literals treat specially.
 import { normalizeSpec, type Spec } from '../spec.js';
 
 export type VariantName = 'spec' | 'hardened';
@@ -29,8 +33,8 @@ export function hardenedSpec(spec: Spec): Spec {
       history: HARDENED.history,
       maxClients: HARDENED.maxClients,
       cors: { origins: [HARDENED.allowedOrigin], credentials: true },
-      auth: { token: HARDENED.streamToken },
-      publish: { enabled: true, token: HARDENED.publishToken },
+      auth: { required: true },
+      publish: { enabled: true },
       // Publish-only, so the stream stays idle and every event is one the harness sent;
       // the data exercises every template's escaping.
       events: [
@@ -44,6 +48,11 @@ export function hardenedSpec(spec: Spec): Spec {
     },
     'hardened variant',
   );
+}
+
+/** The environment a variant's server starts with (besides PORT and HOST). */
+export function variantEnv(variant: VariantName): Record<string, string> {
+  return variant === 'spec' ? {} : { SSE_TOKEN: HARDENED.streamToken, SSE_PUBLISH_TOKEN: HARDENED.publishToken };
 }
 
 export function variantSpec(spec: Spec, variant: VariantName): Spec {

@@ -88,7 +88,7 @@ export const publish: Check = {
         ['body that is not JSON', '{"event": "x", data', [400]],
         ['body over 64 KiB', JSON.stringify({ event: 'big', data: 'x'.repeat(70 * 1024) }), [413, 400]],
       ];
-      if (ctx.spec.publish.token) {
+      if (ctx.publishToken) {
         refused.push(['no Authorization', JSON.stringify({ event: 'x', data: 'x' }), [401], { 'Content-Type': 'application/json' }]);
         refused.push(['wrong token', JSON.stringify({ event: 'x', data: 'x' }), [401], { 'Content-Type': 'application/json', Authorization: 'Bearer wrong' }]);
       }
