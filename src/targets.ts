@@ -18,6 +18,21 @@ export interface Step {
   env?: Record<string, string>;
 }
 
+/**
+ * One step of a `parses` target's check: a tree-sitter grammar (a module path to its `.wasm`,
+ * resolved from this package's node_modules) applied to every file matching `files`, or a
+ * command (`run`) that exits non-zero on a syntax error. See src/parse.ts.
+ */
+export interface ParseStep {
+  grammar?: string;
+  /** globs relative to the project folder (`**` any folders, `*` any name part) */
+  files?: string[];
+  run?: string[];
+  env?: Record<string, string>;
+  /** for a `run` step: what to tell a user whose machine lacks the command */
+  hint?: string;
+}
+
 export interface ToolchainCommand {
   /** argv of a command that exits 0 when the tool is there, e.g. ["go", "version"] */
   check: string[];
@@ -42,8 +57,8 @@ export interface Target {
   start: string[];
   /** environment for every step and the server */
   env?: Record<string, string>;
-  /** for level `parses`: commands that parse the generated sources with a real parser */
-  parse?: Step[];
+  /** for level `parses`: real parsers the generated sources must pass */
+  parse?: ParseStep[];
   /** absolute path of the target's folder */
   dir: string;
 }
@@ -60,10 +75,37 @@ const stepSchema = {
   },
 };
 
+const parseStepSchema = {
+  oneOf: [
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['grammar', 'files'],
+      properties: {
+        grammar: { type: 'string', pattern: '\\.wasm$' },
+        files: { type: 'array', minItems: 1, items: { type: 'string' } },
+      },
+    },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['run'],
+      properties: {
+        run: { type: 'array', minItems: 1, items: { type: 'string' } },
+        env: { type: 'object', additionalProperties: { type: 'string' } },
+        hint: { type: 'string' },
+      },
+    },
+  ],
+};
+
 const manifestSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'language', 'framework', 'portOffset', 'level', 'toolchain', 'install', 'build', 'start'],
+  // A `parses` target names the parsers that verify it.
+  if: { properties: { level: { const: 'parses' } } },
+  then: { required: ['parse'], properties: { parse: { type: 'array', minItems: 1 } } },
   properties: {
     $comment: { type: 'string' },
     id: { type: 'string', pattern: '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' },
@@ -87,7 +129,7 @@ const manifestSchema = {
     },
     install: { type: 'array', items: stepSchema },
     build: { type: 'array', items: stepSchema },
-    parse: { type: 'array', items: stepSchema },
+    parse: { type: 'array', items: parseStepSchema },
     start: { type: 'array', minItems: 1, items: { type: 'string' } },
     env: { type: 'object', additionalProperties: { type: 'string' } },
   },
