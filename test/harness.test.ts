@@ -28,6 +28,12 @@ describe.concurrent('harness against fixture servers', () => {
     ['last-event-id', 'C7', /replayed events after Last-Event-ID/],
     ['dead-clients', 'C10', /closed clients still counted/],
     ['event-newline', 'C9', /event name with LF: answered 202, expected 400/],
+    ['open-publish', 'C9', /no Authorization: answered 202, expected 401/],
+    ['any-content-type', 'C9', /Content-Type text\/plain: answered 202, expected 415/],
+    ['buffered-body', 'C9', /a chunked body that never ends: no answer after \d+ KiB, expected 413 while the body was still arriving/],
+    ['early-hang-up-ghost', 'C10', /clients that hung up right after their request are still counted/],
+    ['socket-kept', 'C13', /kept its connection ESTABLISHED/],
+    ['html-errors', 'C14', /GET \/no-such-path: 404 came as text\/html/],
   ];
   for (const [mode, check, why] of broken) {
     it(`fails ${check} (and only ${check}) for a server with the ${mode} bug`, async () => {

@@ -8,6 +8,7 @@ import { runOrder, type CheckId } from './checks/index.js';
 import { CheckSkipped, Context, sleep, type ServerHandle } from './context.js';
 import { groupRssBytes, mib } from './memory.js';
 import { killTree, processTree } from '../process-tree.js';
+import { PUBLISH_TOKEN_LINE } from './publish-token.js';
 import { variantEnv, variantSpec, type VariantName } from './variants.js';
 
 export type Status = 'pass' | 'fail' | 'skip';
@@ -34,10 +35,9 @@ export type StartServer = (
   host: string,
   port: number,
   env: Record<string, string>,
+  /** `build: false`: start what an earlier call built for this spec, as it is */
+  options?: { build?: boolean },
 ) => Promise<{ handle: ServerHandle; buildMs?: number }>;
-
-/** The line a server started without SSE_PUBLISH_TOKEN logs once (contract v2, C9). */
-export const PUBLISH_TOKEN_LINE = /publish token: (\S+) \(set SSE_PUBLISH_TOKEN to choose your own\)/;
 
 const READY_TIMEOUT_MS = 120_000;
 const CHECK_TIMEOUT_MS = 90_000;
@@ -150,6 +150,11 @@ export async function runVariant(baseSpec: Spec, variant: VariantName, start: St
     report.idleRssMiB = mib(groupRssBytes(handle.pid));
     const publishToken = env.SSE_PUBLISH_TOKEN ?? PUBLISH_TOKEN_LINE.exec(handle.output())?.[1] ?? null;
     ctx = new Context(spec, variant, handle, env.SSE_TOKEN ?? null, publishToken);
+    ctx.launch = async (launchEnv) => {
+      const another = await start(spec, variant, HOST, await freePort(), launchEnv, { build: false });
+      ownGroup(another.handle.pid);
+      return another.handle;
+    };
     ctx.sentinel = ctx.open();
     for (const check of runOrder) {
       if (!check.variants.includes(variant) || (only && !only.includes(check.id))) continue;

@@ -60,12 +60,15 @@ export function serverHandle(child: ResultPromise, host: string, port: number): 
 /** Start a generated project the way `run` does, capturing what it prints. */
 export function targetStarter(target: Target, workDir: string, log?: (line: string) => void): StartServer {
   const dir = join(workDir, target.id);
-  return async (spec, variant, host, port, env) => {
-    await refreshRendered(dir, renderTarget(spec, target), { force: true });
-    const t0 = Date.now();
-    log?.(`${target.id} [${variant}]: building in ${dir}`);
-    await buildProject(dir, { stdio: 'pipe' });
-    const buildMs = Date.now() - t0;
+  return async (spec, variant, host, port, env, options = {}) => {
+    let buildMs: number | undefined;
+    if (options.build !== false) {
+      await refreshRendered(dir, renderTarget(spec, target), { force: true });
+      const t0 = Date.now();
+      log?.(`${target.id} [${variant}]: building in ${dir}`);
+      await buildProject(dir, { stdio: 'pipe' });
+      buildMs = Date.now() - t0;
+    }
     const child = startProject(dir, target, { env: { ...env, PORT: String(port), HOST: host }, stdio: 'pipe' });
     const handle = serverHandle(child, host, port);
     return { handle, buildMs };
