@@ -98,6 +98,30 @@ export function program(): Command {
     });
 
   cli
+    .command('up')
+    .description('build and start every runs target of a generated folder, each on its own port (Ctrl-C stops them all)')
+    .argument('[dir]', 'a folder made by generate', 'generated')
+    .option('--target <id>', 'only this target (repeatable)', collect)
+    .option('--port-base <port>', 'each target listens on this plus its offset', portNumber, 3000)
+    .option('--host <host>', 'address the servers listen on', '127.0.0.1')
+    .action(async (dir: string, opts) => {
+      const { upCommand } = await import('./up.js');
+      process.exitCode = await upCommand(dir, opts);
+    });
+
+  cli
+    .command('demo')
+    .description('`up`, plus a live page with a card per target (served on its own origin)')
+    .argument('[dir]', 'a folder made by generate', 'generated')
+    .option('--target <id>', 'only this target (repeatable)', collect)
+    .option('--port <port>', 'port of the demo page', portNumber, 5173)
+    .option('--port-base <port>', 'each target listens on this plus its offset', portNumber, 3000)
+    .action(async (dir: string, opts) => {
+      const { demoCommand } = await import('./demo.js');
+      process.exitCode = await demoCommand(dir, opts);
+    });
+
+  cli
     .command('smoke')
     .description('render, build, start and check targets against the SSE contract (C1-C16)')
     .argument('[ids...]', 'target ids (default: every target at level runs)')

@@ -147,7 +147,7 @@ export function renderTarget(spec: Spec, target: Target): RenderedFile[] {
     files.push({ path: outputPath(rel, context), content, executable });
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const marker = { target: target.id, files: files.map((f) => f.path) };
+  const marker = { target: target.id, path: spec.path, events: spec.events.map((e) => e.name), files: files.map((f) => f.path) };
   files.unshift({ path: MARKER_FILE, content: Buffer.from(`${JSON.stringify(marker, null, 2)}\n`), executable: false });
   const seen = new Set<string>();
   for (const file of files) {
