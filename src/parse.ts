@@ -152,7 +152,10 @@ function firstError(root: Node): Node | undefined {
 function describe(node: Node, source: string): string {
   if (node.isMissing) return `syntax error: missing ${JSON.stringify(node.type)}`;
   const text = source.slice(node.startIndex, node.endIndex).split('\n')[0].slice(0, 60);
-  return `syntax error near ${JSON.stringify(text)}`;
+  // Error recovery can wrap a long region (the whole file, for a brace missing at its end).
+  const end = node.endPosition;
+  const span = end.row > node.startPosition.row ? `; unparsable up to ${end.row + 1}:${end.column + 1}` : '';
+  return `syntax error near ${JSON.stringify(text)}${span}`;
 }
 
 /** Every file under dir (relative, `/`-separated), skipping dot folders and dependencies. */
