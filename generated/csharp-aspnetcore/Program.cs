@@ -69,8 +69,8 @@ app.Map("/publish", publishRoute);
 app.Map("/health", healthRoute);
 app.Map("/{**path}", notFound);
 
-RunEvery(TimeSpan.FromMilliseconds(1000), () => hub.Publish("clock", WithTimestamp("{\"source\":\"server-clock\",\"timezone\":\"UTC\"}")));
-RunEvery(TimeSpan.FromMilliseconds(2000), () => hub.Publish("stock-price", WithTimestamp("{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")));
+foreach (var (name, everyMs, data) in Config.TimedEvents)
+    RunEvery(TimeSpan.FromMilliseconds(everyMs), () => hub.Publish(name, WithTimestamp(data)));
 RunEvery(TimeSpan.FromSeconds(Config.HeartbeatSeconds), hub.Heartbeat);
 
 await app.RunAsync();
@@ -335,6 +335,12 @@ static class Config
     public const int MaxBodyBytes = 64 << 10;
     public const int MaxEventName = 64;
     public const int MaxJsonDepth = 64;
+    // Each timed event gets one timer for the whole server; data gains a "timestamp".
+    public static readonly (string Name, int EveryMs, string Data)[] TimedEvents =
+    [
+        ("clock", 1000, "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"),
+        ("stock-price", 2000, "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}"),
+    ];
     // Compact JSON that keeps non-ASCII text as it is.
     public static readonly JsonSerializerOptions Json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 }

@@ -8,4 +8,4 @@ config :sse_server, SseServerWeb.Endpoint,
 
 config :phoenix, :json_library, Jason
 
-config :logger, :console, format: "$time [$level] $message\n"
+config :logger, :default_formatter, format: "$time [$level] $message\n"

@@ -15,7 +15,9 @@ port = String.to_integer(env.("PORT") || "3012")
 ip =
   case :inet.parse_address(String.to_charlist(host)) do
     {:ok, ip} -> ip
-    {:error, _} -> host |> String.to_charlist() |> :inet.getaddr(:inet) |> elem(1)
+    {:error, _} ->
+      {:ok, ip} = host |> String.to_charlist() |> :inet.getaddr(:inet)
+      ip
   end
 
 config :sse_server, :listen, host: host, port: port
