@@ -531,8 +531,9 @@ async fn main() -> std::io::Result<()> {
             let _ = socket2::SockRef::from(tcp).set_tcp_user_timeout(Some(TCP_USER_TIMEOUT));
         }
     })
-    // Request headers not complete in this time: 408 and the connection is closed.
-    .client_request_timeout(Duration::from_secs(15))
+    // Request headers not complete in this time (the contract allows 15 s): 408 and the
+    // connection is closed.
+    .client_request_timeout(Duration::from_secs(10))
     // Actix's own signal handling would wait for open streams until shutdown_timeout:
     // take the signal here, end every stream, then stop.
     .disable_signals()
