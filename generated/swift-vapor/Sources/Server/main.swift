@@ -352,15 +352,14 @@ func parsePublish(_ body: Data) -> Result<(String, String), PublishProblem> {
         }
         name = event
     }
-    switch message["data"] {
-    case nil, is NSNull:
+    guard let value = message["data"], !(value is NSNull) else {
         return .success((name, "null"))
-    case let text as String:
-        return .success((name, text))
-    case let value?:
-        let json = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .withoutEscapingSlashes])) ?? Data()
-        return .success((name, String(decoding: json, as: UTF8.self)))
     }
+    if let text = value as? String {
+        return .success((name, text))
+    }
+    let json = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .withoutEscapingSlashes])) ?? Data()
+    return .success((name, String(decoding: json, as: UTF8.self)))
 }
 
 /// Whether arrays and objects nest deeper than maxJSONDepth.
