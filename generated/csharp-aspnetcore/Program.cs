@@ -1,8 +1,8 @@
 // sse-server: a Server-Sent Events server on ASP.NET Core (minimal API on Kestrel).
 //
-// The frames are written by hand: .NET 10's TypedResults.ServerSentEvents writes events only,
-// and this server also sends `retry:` and `: heartbeat` comments and must drop a client that
-// stops reading, which needs the response body itself.
+// The frames are written by hand: TypedResults.ServerSentEvents (.NET 10) writes SseItem
+// events, but this server also sends `: heartbeat` comments and must drop a client that stops
+// reading, which needs the response body itself.
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
