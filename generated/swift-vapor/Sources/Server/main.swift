@@ -436,6 +436,7 @@ every(seconds: Double(livenessProbeSeconds)) { hub.comment(":\n") }
 // Vapor's serve command stops the server on SIGTERM and SIGINT, but waits for open responses:
 // end the streams first.
 let signalSources = [SIGTERM, SIGINT].map { signalNumber in
+    signal(signalNumber, SIG_IGN) // a dispatch source only sees signals whose default action is off
     let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
     source.setEventHandler { hub.close() }
     source.resume()
