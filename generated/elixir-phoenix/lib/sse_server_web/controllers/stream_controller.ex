@@ -21,7 +21,7 @@ defmodule SseServerWeb.StreamController do
         |> send_chunked(200)
 
       conn =
-        case chunk(conn, [@hello | replay]) do
+        case send_chunk(conn, [@hello | replay]) do
           {:ok, conn} -> loop(conn)
           {:error, _closed} -> conn
         end
@@ -46,7 +46,7 @@ defmodule SseServerWeb.StreamController do
       {:sse_frame, frame} ->
         Process.cancel_timer(probe)
 
-        case chunk(conn, frame) do
+        case send_chunk(conn, frame) do
           {:ok, conn} ->
             Hub.sent(byte_size(frame))
             loop(conn)
@@ -56,7 +56,7 @@ defmodule SseServerWeb.StreamController do
         end
 
       :sse_probe ->
-        case chunk(conn, ":\n") do
+        case send_chunk(conn, ":\n") do
           {:ok, conn} -> loop(conn)
           {:error, _closed} -> conn
         end
@@ -66,5 +66,13 @@ defmodule SseServerWeb.StreamController do
         Process.cancel_timer(probe)
         conn
     end
+  end
+
+  # A client that went away: Bandit raises Bandit.HTTPError where Plug's docs show
+  # {:error, :closed}; either way the stream ends.
+  defp send_chunk(conn, data) do
+    chunk(conn, data)
+  rescue
+    error in Bandit.HTTPError -> {:error, error.message}
   end
 end
