@@ -129,6 +129,7 @@ export function program(): Command {
     .option('--spec <file>', 'spec to render (default: the example spec)')
     .option('--json <file>', 'also write the report as JSON')
     .option('--require-toolchains', 'a missing toolchain fails instead of skipping')
+    .option('--browser', 'also check with a real Chromium EventSource on another origin (B1)')
     .addOption(new Option('--work <dir>', 'where targets are rendered and built (kept for warm rebuilds)'))
     .action(async (ids: string[], opts) => {
       const { smokeCommand } = await import('./smoke/command.js');

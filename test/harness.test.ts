@@ -1,6 +1,9 @@
 // The harness must be able to fail: a correct reference server passes every check, and each
 // deliberately broken one fails exactly the check it breaks.
-import { describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, launchBrowser } from '../src/smoke/browser.js';
 import { mergeChecks } from '../src/smoke/harness.js';
 import { smokeServer } from '../src/smoke/smoke.js';
 import { loadSpec } from '../src/spec.js';
@@ -42,4 +45,26 @@ describe.concurrent('harness against fixture servers', () => {
       expect(failures[0].detail).toMatch(why);
     }, 180_000);
   }
+});
+
+// B1 (`smoke --browser`): a real Chromium EventSource on another origin.
+const chromium = existsSync(CHROMIUM);
+if (!chromium && process.env.CI) throw new Error(`${CHROMIUM} is missing: CI runs the browser check (apt-get install chromium)`);
+describe.skipIf(!chromium)('the browser check (B1) against fixture servers', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchBrowser();
+  });
+  afterAll(() => browser?.close());
+
+  it('passes a server that meets the contract', async () => {
+    const [report] = await smokeServer(spec, fixtureStarter('none'), ['spec'], { browser, only: ['B1'] });
+    expect(report.checks.B1?.status, report.checks.B1?.detail).toBe('pass');
+  }, 60_000);
+
+  it('fails a server that refuses CORS to a browser page on another origin', async () => {
+    const [report] = await smokeServer(spec, fixtureStarter('browser-cors'), ['spec'], { browser, only: ['B1'] });
+    expect(report.checks.B1?.status).toBe('fail');
+    expect(report.checks.B1?.detail).toMatch(/did not open the stream|never reached Chromium/);
+  }, 60_000);
 });

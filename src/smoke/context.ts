@@ -1,5 +1,6 @@
 // What a check works with: the running server, the spec it was rendered from, and
 // requests that carry the tokens that spec asks for.
+import type { Browser } from 'playwright-core';
 import type { Spec } from '../spec.js';
 import { request, Stream, type Response } from './client.js';
 import type { VariantName } from './variants.js';
@@ -56,6 +57,8 @@ export class Context {
   readonly base: string;
   readonly streams = new Set<Stream>();
   sentinel!: Stream;
+  /** with `smoke --browser`: the Chromium that B1 opens pages in */
+  browser?: Browser;
   /** starts another instance of the same server, not rebuilt, with this environment */
   launch?: (env: Record<string, string>) => Promise<ServerHandle>;
 

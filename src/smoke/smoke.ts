@@ -10,7 +10,9 @@ import { findTarget, loadTargets, type Level, type Target } from '../targets.js'
 import { checkToolchain, missingSummary } from '../toolchain.js';
 import { refreshRendered } from '../write.js';
 import type { ServerHandle } from './context.js';
-import { mergeChecks, runVariant, type Outcome, type StartServer, type VariantReport } from './harness.js';
+import { mergeChecks, runVariant, type Outcome, type RunOptions, type StartServer, type VariantReport } from './harness.js';
+import type { Browser } from 'playwright-core';
+import { launchBrowser } from './browser.js';
 import { variantSpec, type VariantName } from './variants.js';
 
 export interface TargetReport {
@@ -28,6 +30,8 @@ export interface TargetReport {
 export interface SmokeOptions {
   work?: string;
   requireToolchains?: boolean;
+  /** also run B1: a real Chromium EventSource on another origin */
+  browser?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -76,9 +80,9 @@ export function targetStarter(target: Target, workDir: string, log?: (line: stri
 }
 
 /** Check every variant of a spec against servers from `start`. */
-export async function smokeServer(spec: Spec, start: StartServer, variants: VariantName[] = ['spec', 'hardened']) {
+export async function smokeServer(spec: Spec, start: StartServer, variants: VariantName[] = ['spec', 'hardened'], options: RunOptions = {}) {
   const reports: VariantReport[] = [];
-  for (const variant of variants) reports.push(await runVariant(spec, variant, start));
+  for (const variant of variants) reports.push(await runVariant(spec, variant, start, options));
   return reports;
 }
 
@@ -97,39 +101,49 @@ async function parseCheck(target: Target, workDir: string, spec: Spec): Promise<
 export async function smokeTargets(targets: Target[], spec: Spec, options: SmokeOptions = {}): Promise<TargetReport[]> {
   const workDir = options.work ?? defaultWorkDir();
   const out: TargetReport[] = [];
-  for (const target of targets) {
-    const report: TargetReport = { id: target.id, level: target.level, result: 'fail', buildMs: {}, startMs: {}, idleRssMiB: {}, checks: {} };
-    out.push(report);
-    // A `parses` target needs its parser here, not its toolchain (which cannot be installed).
-    const missing = target.level === 'parses' ? (await import('../parse.js')).parserMissing(target.parse ?? []) : missingSummary(await checkToolchain(target));
-    if (missing) {
-      report.result = options.requireToolchains ? 'fail' : 'skipped';
-      report.reason = `toolchain missing: ${missing}`;
-      options.onProgress?.(`${target.id}: ${report.reason}`);
-      continue;
+  let browser: Browser | undefined;
+  try {
+    for (const target of targets) {
+      if (options.browser && !browser && target.level === 'runs') browser = await launchBrowser();
+      out.push(await smokeTarget(target, spec, workDir, options, browser));
     }
-    if (target.level === 'parses') {
-      const problem = await parseCheck(target, workDir, spec);
-      report.result = problem ? 'fail' : 'parses';
-      report.reason = problem ?? `checks not run: ${target.levelNote ?? 'its toolchain cannot be installed here'}`;
-      options.onProgress?.(`${target.id}: ${problem ? 'parse failed' : 'parsed'}`);
-      continue;
-    }
-    options.onProgress?.(`${target.id}: smoke`);
-    const variants = await smokeServer(spec, targetStarter(target, workDir, options.onProgress));
-    for (const v of variants) {
-      if (v.buildMs !== undefined) report.buildMs[v.variant] = v.buildMs;
-      if (v.startMs !== undefined) report.startMs[v.variant] = v.startMs;
-      if (v.idleRssMiB !== undefined) report.idleRssMiB[v.variant] = v.idleRssMiB;
-    }
-    report.checks = mergeChecks(variants);
-    const failed = Object.entries(report.checks).filter(([, o]) => o.status === 'fail');
-    report.result = failed.length ? 'fail' : 'pass';
-    const error = variants.find((v) => v.error)?.error;
-    if (error) report.reason = error.split('\n')[0];
-    else if (failed.length) report.reason = `failed ${failed.map(([id]) => id).join(', ')}`;
+  } finally {
+    await browser?.close();
   }
   return out;
+}
+
+async function smokeTarget(target: Target, spec: Spec, workDir: string, options: SmokeOptions, browser?: Browser): Promise<TargetReport> {
+  const report: TargetReport = { id: target.id, level: target.level, result: 'fail', buildMs: {}, startMs: {}, idleRssMiB: {}, checks: {} };
+  // A `parses` target needs its parser here, not its toolchain (which cannot be installed).
+  const missing = target.level === 'parses' ? (await import('../parse.js')).parserMissing(target.parse ?? []) : missingSummary(await checkToolchain(target));
+  if (missing) {
+    report.result = options.requireToolchains ? 'fail' : 'skipped';
+    report.reason = `toolchain missing: ${missing}`;
+    options.onProgress?.(`${target.id}: ${report.reason}`);
+    return report;
+  }
+  if (target.level === 'parses') {
+    const problem = await parseCheck(target, workDir, spec);
+    report.result = problem ? 'fail' : 'parses';
+    report.reason = problem ?? `checks not run: ${target.levelNote ?? 'its toolchain cannot be installed here'}`;
+    options.onProgress?.(`${target.id}: ${problem ? 'parse failed' : 'parsed'}`);
+    return report;
+  }
+  options.onProgress?.(`${target.id}: smoke`);
+  const variants = await smokeServer(spec, targetStarter(target, workDir, options.onProgress), undefined, { browser });
+  for (const v of variants) {
+    if (v.buildMs !== undefined) report.buildMs[v.variant] = v.buildMs;
+    if (v.startMs !== undefined) report.startMs[v.variant] = v.startMs;
+    if (v.idleRssMiB !== undefined) report.idleRssMiB[v.variant] = v.idleRssMiB;
+  }
+  report.checks = mergeChecks(variants);
+  const failed = Object.entries(report.checks).filter(([, o]) => o.status === 'fail');
+  report.result = failed.length ? 'fail' : 'pass';
+  const error = variants.find((v) => v.error)?.error;
+  if (error) report.reason = error.split('\n')[0];
+  else if (failed.length) report.reason = `failed ${failed.map(([id]) => id).join(', ')}`;
+  return report;
 }
 
 export function countOutcomes(checks: Record<string, Outcome>) {
