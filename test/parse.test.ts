@@ -54,8 +54,8 @@ const injections: Array<[string, (source: string, target: Target) => string]> = 
 ];
 
 describe('parse-only targets', () => {
-  it('are the four whose toolchains cannot be installed here', () => {
-    expect(parseTargets.map((t) => t.id).sort()).toEqual(['csharp-aspnetcore', 'dart-shelf', 'elixir-phoenix', 'swift-vapor']);
+  it('include the four whose toolchains cannot be installed here', () => {
+    expect(parseTargets.map((t) => t.id)).toEqual(expect.arrayContaining(Object.keys(mainFile)));
   });
 
   for (const target of parseTargets) {
@@ -76,7 +76,7 @@ describe('parse-only targets', () => {
         });
       }
 
-      for (const [what, inject] of injections) {
+      for (const [what, inject] of mainFile[target.id] ? injections : []) {
         it(`fails on ${what}, naming the file`, async () => {
           const good = await render(target, spec, 'good');
           const bad = join(scratch, target.id, `bad-${injections.findIndex(([w]) => w === what)}`);
