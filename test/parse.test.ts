@@ -60,6 +60,11 @@ describe('parse-only targets', () => {
 
   for (const target of parseTargets) {
     describe(target.id, () => {
+      it('is covered by the syntax-error tests below (add it to mainFile and call)', () => {
+        expect(mainFile[target.id]).toBeDefined();
+        expect(call[target.id]).toBeDefined();
+      });
+
       it('names its parser, and the parser is here', () => {
         expect(target.parse?.length).toBeGreaterThan(0);
         expect(parserMissing(target.parse!)).toBeUndefined();
