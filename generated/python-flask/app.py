@@ -245,7 +245,7 @@ def frames(client: Client, replay: list[bytes]):
                 frame = client.next_frame(timeout=max(0, next_beat - time.monotonic()))
             except queue.Empty:  # every HEARTBEAT_SECONDS, events or not
                 frame = b": heartbeat\n\n"
-                next_beat += HEARTBEAT_SECONDS
+                next_beat = time.monotonic() + HEARTBEAT_SECONDS
             if frame is None:
                 return
             yield frame
