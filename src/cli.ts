@@ -122,6 +122,18 @@ export function program(): Command {
     });
 
   cli
+    .command('lint')
+    .description("run each target's own formatter and linters over two renders (the spec, and every option on)")
+    .argument('[ids...]', 'target ids (default: every target whose manifest names linters)')
+    .option('--spec <file>', 'spec to render (default: the example spec)')
+    .option('--require-toolchains', 'a missing linter fails instead of skipping')
+    .option('--work <dir>', 'where targets are rendered and linted (kept for warm runs)')
+    .action(async (ids: string[], opts) => {
+      const { lintCommand } = await import('./lint-command.js');
+      process.exitCode = await lintCommand(ids, opts);
+    });
+
+  cli
     .command('smoke')
     .description('render, build, start and check targets against the SSE contract (C1-C16)')
     .argument('[ids...]', 'target ids (default: every target at level runs)')

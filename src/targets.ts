@@ -42,6 +42,22 @@ export interface ToolchainCommand {
   hint: string;
 }
 
+/** A formatter or linter run over a generated project; a finding fails it. */
+export interface LintStep extends Step {
+  /** the tool exits 0 but prints what it would change (`gofmt -l`): any output is a finding */
+  failOnOutput?: boolean;
+}
+
+/** The ecosystem's own formatter and linters, run by `create-sse-server lint`. */
+export interface Lint {
+  /** tools beyond the target's toolchain (ruff, rubocop, perlcritic, ...) */
+  toolchain?: ToolchainCommand[];
+  /** run in the project after its install steps */
+  steps: LintStep[];
+  /** the usual linters of this ecosystem that cannot be had on this machine, and why */
+  unavailable?: string;
+}
+
 export interface Target {
   id: string;
   language: string;
@@ -59,6 +75,7 @@ export interface Target {
   env?: Record<string, string>;
   /** for level `parses`: real parsers the generated sources must pass */
   parse?: ParseStep[];
+  lint?: Lint;
   /** absolute path of the target's folder */
   dir: string;
 }
@@ -99,6 +116,34 @@ const parseStepSchema = {
   ],
 };
 
+const toolchainSchema = {
+  type: 'array',
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['check', 'hint'],
+    properties: {
+      check: { type: 'array', minItems: 1, items: { type: 'string' } },
+      debian: { type: 'array', items: { type: 'string' } },
+      hint: { type: 'string' },
+    },
+  },
+};
+
+const lintSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['steps'],
+  properties: {
+    toolchain: toolchainSchema,
+    steps: {
+      type: 'array',
+      items: { ...stepSchema, properties: { ...stepSchema.properties, failOnOutput: { type: 'boolean' } } },
+    },
+    unavailable: { type: 'string' },
+  },
+};
+
 const manifestSchema = {
   type: 'object',
   additionalProperties: false,
@@ -114,22 +159,11 @@ const manifestSchema = {
     portOffset: { type: 'integer', minimum: 1, maximum: 99 },
     level: { enum: ['runs', 'parses', 'rendered'] },
     levelNote: { type: 'string' },
-    toolchain: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['check', 'hint'],
-        properties: {
-          check: { type: 'array', minItems: 1, items: { type: 'string' } },
-          debian: { type: 'array', items: { type: 'string' } },
-          hint: { type: 'string' },
-        },
-      },
-    },
+    toolchain: toolchainSchema,
     install: { type: 'array', items: stepSchema },
     build: { type: 'array', items: stepSchema },
     parse: { type: 'array', items: parseStepSchema },
+    lint: lintSchema,
     start: { type: 'array', minItems: 1, items: { type: 'string' } },
     env: { type: 'object', additionalProperties: { type: 'string' } },
   },
