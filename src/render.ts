@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
 import Handlebars from 'handlebars';
 import { stringify as yamlText } from 'yaml';
-import { commentText, jsonText, literalLanguages, shellWord, stringLiteral } from './escape.js';
+import { commentText, jsonText, literalLanguages, shellWord, stringLiteral, valueLanguages, valueLiteral } from './escape.js';
 import type { Spec } from './spec.js';
 import type { Target } from './targets.js';
 
@@ -37,6 +37,10 @@ for (const language of literalLanguages) {
     if (typeof value !== 'string') throw new Error(`${language}String needs a string, got ${typeof value}`);
     return stringLiteral(language, value);
   });
+}
+for (const language of valueLanguages) {
+  // {{pythonValue data}}: a JSON value as that language's own literal (dict, hash, object, ...)
+  handlebars.registerHelper(`${language}Value`, (value: unknown) => valueLiteral(language, value));
 }
 handlebars.registerHelper('eq', (a: unknown, b: unknown) => a === b);
 handlebars.registerHelper('concat', (...args: unknown[]) => args.slice(0, -1).join(''));
