@@ -89,7 +89,11 @@ const digest = (text) => createHash('sha256').update(text).digest();
 const tokenMatches = (given, expected) =>
   typeof given === 'string' && timingSafeEqual(digest(given), digest(expected));
 const bearerToken = (req) => /^bearer +(.+)$/i.exec(req.get('Authorization') ?? '')?.[1];
-const queryParam = (req, name) => new URLSearchParams(req.url.split('?')[1] ?? '').get(name);
+/** The first `name` parameter of the query string, URL-decoded. */
+function queryParam(req, name) {
+  const start = req.url.indexOf('?');
+  return start < 0 ? null : new URLSearchParams(req.url.slice(start + 1)).get(name);
+}
 
 /** The id to resume after, from Last-Event-ID or ?lastEventId=; null when absent or malformed. */
 function lastEventId(req) {

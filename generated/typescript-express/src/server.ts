@@ -105,7 +105,11 @@ const digest = (text: string): Buffer => createHash('sha256').update(text).diges
 const tokenMatches = (given: unknown, expected: string): boolean =>
   typeof given === 'string' && timingSafeEqual(digest(given), digest(expected));
 const bearerToken = (req: Request): string | undefined => /^bearer +(.+)$/i.exec(req.get('Authorization') ?? '')?.[1];
-const queryParam = (req: Request, name: string): string | null => new URLSearchParams(req.url.split('?')[1] ?? '').get(name);
+/** The first `name` parameter of the query string, URL-decoded. */
+function queryParam(req: Request, name: string): string | null {
+  const start = req.url.indexOf('?');
+  return start < 0 ? null : new URLSearchParams(req.url.slice(start + 1)).get(name);
+}
 
 /** The id to resume after, from Last-Event-ID or ?lastEventId=; null when absent or malformed. */
 function lastEventId(req: Request): number | null {
