@@ -265,7 +265,7 @@ class App < Sinatra::Base
       rescue IOError, SystemCallError
         HUB.unsubscribe(client)
       end
-      out << (RETRY_MS.positive? ? "retry: #{RETRY_MS}\n\n" : ": connected\n\n") + replay.join
+      out << "retry: #{RETRY_MS}\n\n" + replay.join
       while (bytes = HUB.next_frame(client))
         out << bytes
       end
@@ -338,8 +338,6 @@ class App < Sinatra::Base
   end
 end
 
-def now_iso = Time.now.utc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")
-
 host = env_var("HOST") || "0.0.0.0"
 port = Integer(env_var("PORT") || DEFAULT_PORT)
 
@@ -353,6 +351,8 @@ server.add_tcp_listener(host, port)
 running = server.run
 puts "#{SERVER_NAME} listening on http://#{host}:#{port}"
 
+def now_iso = Time.now.utc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")
+
 TIMED_EVENTS.each do |name, every_ms, data|
   Thread.new do
     loop do
@@ -361,12 +361,10 @@ TIMED_EVENTS.each do |name, every_ms, data|
     end
   end
 end
-if HEARTBEAT_SECONDS.positive?
-  Thread.new do
-    loop do
-      sleep HEARTBEAT_SECONDS
-      HUB.heartbeat
-    end
+Thread.new do
+  loop do
+    sleep HEARTBEAT_SECONDS
+    HUB.heartbeat
   end
 end
 
