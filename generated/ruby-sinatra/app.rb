@@ -225,13 +225,19 @@ class App < Sinatra::Base
 
     # With SSE_TOKEN, the stream needs it in the Authorization header or in ?token=.
     def stream_authorized?
-      STREAM_TOKEN.nil? || same?(STREAM_TOKEN, bearer) || same?(STREAM_TOKEN, params["token"])
+      STREAM_TOKEN.nil? || same?(STREAM_TOKEN, bearer) || same?(STREAM_TOKEN, query_param("token"))
+    end
+
+    # The first value of a query parameter (Sinatra's params keeps the last).
+    def query_param(name)
+      value = Rack::Utils.parse_query(request.query_string)[name]
+      value.is_a?(Array) ? value.first : value
     end
 
     def publish_authorized? = same?(PUBLISH_TOKEN, bearer)
 
     def last_event_id
-      id = env.fetch("HTTP_LAST_EVENT_ID") { params["lastEventId"] }
+      id = env.fetch("HTTP_LAST_EVENT_ID") { query_param("lastEventId") }
       id.to_i if id.is_a?(String) && id.match?(/\A[0-9]{1,1024}\z/)
     end
   end
