@@ -33,10 +33,13 @@ ALLOWED_METHODS = {
   "/health" => "GET",
 }.freeze
 
-# Every open stream holds one Puma thread until it ends: the thread pool is sized from this
-# cap, plus a few threads for /health, /publish and the 503 answers at the cap.
+# Request headers not complete in this many seconds: the connection is closed.
+HEADER_TIMEOUT = 10
+
 def env_var(key) = ENV[key].to_s.empty? ? nil : ENV[key]
 
+# Every open stream holds one Puma thread until it ends: the thread pool is sized from this
+# cap, plus a few threads for /health, /publish and the 503 answers at the cap.
 MAX_STREAMS = [MAX_CLIENTS, Integer(env_var("SSE_MAX_STREAMS") || MAX_CLIENTS)].min
 SPARE_THREADS = 8
 
@@ -44,9 +47,8 @@ STREAM_TOKEN = env_var("SSE_TOKEN")
 PUBLISH_TOKEN = env_var("SSE_PUBLISH_TOKEN") || SecureRandom.hex(16).tap { |token|
   puts "publish token: #{token} (set SSE_PUBLISH_TOKEN to choose your own)"
 }
-HEADER_TIMEOUT = 10 # seconds
 
-# Two limits Puma 5.6 lacks, added to its connection class (Puma::Client, pinned at 5.6.5).
+# Limits Puma 5.6 lacks, added to its connection class (Puma::Client, pinned at 5.6.5).
 module PumaLimits
   TOO_LARGE = "sse.body_too_large"
 
