@@ -9,10 +9,18 @@ defmodule SseServer.Application do
   alias SseServer.Json
 
   @server_name "sse-server"
-  # {name, every ms, data}
+  # every: ms; data: the event's JSON object, which gains "timestamp"
   @timed_events [
-    {"clock", 1000, "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"},
-    {"stock-price", 2000, "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}"}
+    %{
+      name: "clock",
+      every: 1000,
+      data: "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"
+    },
+    %{
+      name: "stock-price",
+      every: 2000,
+      data: "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}"
+    }
   ]
 
   @impl true
@@ -31,7 +39,14 @@ defmodule SseServer.Application do
 
     children =
       [Hub, {DynamicSupervisor, name: SseServer.ConnectionSupervisor, strategy: :one_for_one}] ++
-        for({name, every, data} <- @timed_events, do: Supervisor.child_spec({Task, fn -> every(name, every, data) end}, id: name, restart: :permanent)) ++
+        for(
+          %{name: name, every: every, data: data} <- @timed_events,
+          do:
+            Supervisor.child_spec({Task, fn -> every(name, every, data) end},
+              id: name,
+              restart: :permanent
+            )
+        ) ++
         [{SseServer.Listener, listener}]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: SseServer.Supervisor)

@@ -96,7 +96,9 @@ defmodule SseServer.Json do
     end
   end
 
-  defp plain(<<c, rest::binary>>, n) when c >= 0x20 and c != ?" and c != ?\\, do: plain(rest, n + 1)
+  defp plain(<<c, rest::binary>>, n) when c >= 0x20 and c != ?" and c != ?\\,
+    do: plain(rest, n + 1)
+
   defp plain(_, n), do: n
 
   defp escape(<<?", rest::binary>>, acc), do: string(rest, <<acc::binary, ?">>)
@@ -201,7 +203,8 @@ defmodule SseServer.Json do
     [binary_part(all, start, len), escaped(c) | escape_string(rest, all, start + len + 1, 0)]
   end
 
-  defp escape_string(<<_, rest::binary>>, all, start, len), do: escape_string(rest, all, start, len + 1)
+  defp escape_string(<<_, rest::binary>>, all, start, len),
+    do: escape_string(rest, all, start, len + 1)
 
   defp escaped(?"), do: "\\\""
   defp escaped(?\\), do: "\\\\"
