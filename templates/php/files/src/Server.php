@@ -18,13 +18,14 @@ final class Server
     private const PROBE_SECONDS = 3;
 
     private readonly ?string $streamToken;
-    private readonly string $publishToken;
+    private readonly ?string $publishToken;
 
     public function __construct(private readonly array $config, private readonly Hub $hub)
     {
-        // bin/start makes SSE_PUBLISH_TOKEN when it is unset, so every worker has the same one.
         $this->streamToken = getenv('SSE_TOKEN') ?: null;
-        $this->publishToken = getenv('SSE_PUBLISH_TOKEN') ?: throw new \LogicException('SSE_PUBLISH_TOKEN is not set: start the server with bin/start');
+        // bin/start makes SSE_PUBLISH_TOKEN when it is unset, so every worker has the same one
+        // (without it, nothing can publish).
+        $this->publishToken = getenv('SSE_PUBLISH_TOKEN') ?: null;
     }
 
     public function handle(string $method, string $path): void
@@ -252,7 +253,7 @@ final class Server
 
     private function publishAuthorized(): bool
     {
-        return $this->same($this->bearer(), $this->publishToken);
+        return $this->publishToken !== null && $this->same($this->bearer(), $this->publishToken);
     }
 
     private function bearer(): ?string
