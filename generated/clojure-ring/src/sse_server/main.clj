@@ -313,10 +313,11 @@
                                            :configurator jetty-ext/configure})
           timers (start-timed-events)
           stop (fn []
-                 (.shutdownNow timers)
-                 (hub/close-all!)
-                 (.stop server)
-                 (System/exit 0))]
+                 (try
+                   (.shutdownNow timers)
+                   (hub/close-all!)
+                   (.stop server)
+                   (finally (System/exit 0))))]
       (println (str server-name " listening on http://" host ":" port))
       (doseq [signal ["TERM" "INT"]]
         (Signal/handle (Signal. ^String signal) (reify SignalHandler (handle [_ _] (stop)))))
