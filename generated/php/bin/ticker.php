@@ -26,8 +26,8 @@ while (true) {
         if (microtime(true) < $due[$i]) {
             continue;
         }
-        $data = json_decode($event['data']);
-        $data->timestamp = (new DateTimeImmutable('now', new DateTimeZone('UTC')))->format('Y-m-d\TH:i:s.v\Z');
+        $data = (array) $event['data']; // (config/sse.php writes data without fields as new \stdClass())
+        $data['timestamp'] = (new DateTimeImmutable('now', new DateTimeZone('UTC')))->format('Y-m-d\TH:i:s.v\Z');
         $hub->publish($event['name'], json_encode($data, Server::JSON_FLAGS));
         // Next tick on the original schedule; skip ticks missed while the database was busy.
         $due[$i] = max($due[$i] + $event['every'] / 1000, microtime(true));

@@ -35,11 +35,9 @@ final class Server
 
         $routes = [
             $this->config['stream_path'] => ['GET' => $this->stream(...), 'OPTIONS' => $this->preflight(...)],
+            '/publish' => ['POST' => $this->publish(...), 'OPTIONS' => $this->preflight(...)],
             '/health' => ['GET' => $this->health(...)],
         ];
-        if ($this->config['publish_enabled']) {
-            $routes['/publish'] = ['POST' => $this->publish(...), 'OPTIONS' => $this->preflight(...)];
-        }
 
         if (!isset($routes[$path])) {
             $this->fail(404, 'not found');
@@ -87,7 +85,7 @@ final class Server
             header('X-Accel-Buffering: no');
 
             $heartbeat = $this->config['heartbeat_seconds'];
-            $this->send($this->config['retry_ms'] > 0 ? "retry: {$this->config['retry_ms']}\n\n" : ": connected\n\n");
+            $this->send("retry: {$this->config['retry_ms']}\n\n");
             $nextBeat = microtime(true) + $heartbeat;
             $nextProbe = microtime(true) + self::PROBE_SECONDS;
             while (!connection_aborted()) {
@@ -107,7 +105,7 @@ final class Server
                     }
                     $this->send($batch);
                     $nextProbe = $now + self::PROBE_SECONDS;
-                } elseif ($heartbeat > 0 && $now >= $nextBeat) {
+                } elseif ($now >= $nextBeat) {
                     $this->send(": heartbeat\n\n");
                     $nextBeat = $now + $heartbeat;
                     $nextProbe = $now + self::PROBE_SECONDS;
@@ -178,7 +176,8 @@ final class Server
         $length = $_SERVER['HTTP_CONTENT_LENGTH'] ?? '';
         return match (true) {
             !$this->publishAuthorized() => [401, 'unauthorized'],
-            !preg_match('~^\s*application/json\s*(;|$)~i', $_SERVER['CONTENT_TYPE'] ?? '') => [415, 'Content-Type must be application/json'],
+            !preg_match('~^\s*application/json\s*(;|$)~i', $_SERVER['CONTENT_TYPE'] ?? '')
+                => [415, 'Content-Type must be application/json'],
             ctype_digit($length) && (float) $length > self::MAX_BODY_BYTES => [413, 'body over 64 KiB'],
             default => null,
         };
@@ -195,19 +194,7 @@ final class Server
 
     private function cors(): void
     {
-        $origins = $this->config['cors_origins'];
-        if ($origins === ['*']) {
-            header('Access-Control-Allow-Origin: *');
-            return;
-        }
-        header('Vary: Origin');
-        $origin = $_SERVER['HTTP_ORIGIN'] ?? null;
-        if (in_array($origin, $origins, true)) {
-            header("Access-Control-Allow-Origin: $origin");
-            if ($this->config['cors_credentials']) {
-                header('Access-Control-Allow-Credentials: true');
-            }
-        }
+        header('Access-Control-Allow-Origin: *');
     }
 
     private function lastEventId(): ?string
