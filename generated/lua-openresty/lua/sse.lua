@@ -284,7 +284,7 @@ function _M.stream()
   cors()
 
   local next_beat = ngx.now() + config.HEARTBEAT_SECONDS
-  local ok = send(config.RETRY_MS > 0 and "retry: " .. config.RETRY_MS .. "\n\n" or ": connected\n\n")
+  local ok = send("retry: " .. config.RETRY_MS .. "\n\n")
   while ok and not ngx.worker.exiting() do
     local seq = state:get("seq") or 0
     if seq - last > KEEP then
@@ -364,7 +364,9 @@ function _M.publish_body()
   if event == nil then
     event = "message"
   end
-  if type(event) ~= "string" or event == "" or event:find("[\r\n]") or select(2, event:gsub("[^\128-\191]", "")) > MAX_EVENT_NAME then
+  -- (its length in characters: the UTF-8 bytes that do not continue a character)
+  local valid = type(event) == "string" and event ~= "" and not event:find("[\r\n]")
+  if not valid or select(2, event:gsub("[^\128-\191]", "")) > MAX_EVENT_NAME then
     return fail(400, "event must be a string of 1-64 characters without line breaks")
   end
   local data = message.data
