@@ -181,6 +181,9 @@ const valueStyles: Record<ValueLanguage, ValueStyle> = {
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
+/** `__proto__: x`, quoted or not, sets an object literal's prototype: only a computed key adds the field. */
+const jsKey = (key: string) => (key === '__proto__' ? `[${stringLiteral('js', key)}]` : IDENTIFIER.test(key) ? key : stringLiteral('js', key));
+
 /**
  * A JSON value written as `language`'s own literal: `{"a": [1, true, null]}` becomes
  * `{"a": [1, True, None]}` in Python, `{ "a" => [1, true, nil] }` in Ruby. Strings go through
@@ -200,7 +203,7 @@ export function valueLiteral(language: ValueLanguage, value: unknown): string {
     if (Array.isArray(v)) return style.array(v.map(write));
     if (typeof v === 'object') {
       return style.object(
-        Object.entries(v as Record<string, unknown>).map(([k, x]) => [language === 'js' && IDENTIFIER.test(k) ? k : style.string(k), write(x)]),
+        Object.entries(v as Record<string, unknown>).map(([k, x]) => [language === 'js' ? jsKey(k) : style.string(k), write(x)]),
       );
     }
     throw new Error(`${typeof v} has no JSON form`);

@@ -12,6 +12,7 @@ const VALUES: unknown[] = [
   { source: 'server-clock', price: 128.42, n: -3, big: 12345678901, ok: true, no: false, none: null },
   { nested: { list: [1, 'two', null, [], {}, [{ deep: [true] }]], empty: {} }, [NASTY.join('|')]: NASTY },
   { 'key with "quotes" and $x #{y} @z \\ \n': 'value', é: '🎉', '': 'empty key' },
+  JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1, "toString": "x"}'),
   [],
   {},
 ];
