@@ -35,6 +35,9 @@ const bracedEscape: CodePointEscape = (cp) => `\\u{${hex(cp, 1)}}`;
 /** \u00E9 / \U0001F389 (Python, Go, C#) */
 const shortLongEscape: CodePointEscape = (cp) =>
   cp < 0x10000 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+/** \u00e9 / \U0001f389: Python's hex digits in lower case, as ruff format and black write them */
+const pythonEscape: CodePointEscape = (cp) =>
+  cp < 0x10000 ? `\\u${hex(cp, 4).toLowerCase()}` : `\\U${hex(cp, 8).toLowerCase()}`;
 /** each UTF-8 byte as \ddd (Lua 5.1 / LuaJIT) */
 const luaEscape: CodePointEscape = (cp) =>
   [...Buffer.from(String.fromCodePoint(cp), 'utf8')].map((b) => `\\${String(b).padStart(3, '0')}`).join('');
@@ -48,7 +51,7 @@ const C_LIKE = { '"': '\\"', '\\': '\\\\' };
 const styles = {
   js: { quote: '"', special: { ...C_LIKE, '<': '\\u003C', '>': '\\u003E' }, other: utf16Escape },
   json: { quote: '"', special: { ...C_LIKE, '<': '\\u003C', '>': '\\u003E' }, other: utf16Escape },
-  python: { quote: '"', special: C_LIKE, other: shortLongEscape },
+  python: { quote: '"', special: C_LIKE, other: pythonEscape },
   go: { quote: '"', special: C_LIKE, other: shortLongEscape },
   rust: { quote: '"', special: C_LIKE, other: bracedEscape },
   java: { quote: '"', special: C_LIKE, other: javaEscape },
@@ -71,7 +74,7 @@ export type LiteralLanguage = keyof typeof styles;
 export const literalLanguages = Object.keys(styles) as LiteralLanguage[];
 
 /** Python reads '...' and "..." alike: take the one that needs no escapes (as ruff format does). */
-const pythonSingle: LiteralStyle = { quote: "'", special: { "'": "\\'", '\\': '\\\\' }, other: shortLongEscape };
+const pythonSingle: LiteralStyle = { quote: "'", special: { "'": "\\'", '\\': '\\\\' }, other: pythonEscape };
 
 export function stringLiteral(language: LiteralLanguage, value: string): string {
   const style: LiteralStyle = language === 'python' && value.includes('"') && !value.includes("'") ? pythonSingle : styles[language];
