@@ -18,6 +18,9 @@ defmodule SseServer.Json do
           | boolean
           | nil
 
+  @spec encode(value) :: binary
+  def encode(value), do: IO.iodata_to_binary(write(value))
+
   @doc "Reads one JSON text from valid UTF-8; `{:error, :too_deep}` past #{@max_json_depth} levels."
   @spec decode(binary) :: {:ok, value} | {:error, :invalid | :too_deep}
   def decode(text) when is_binary(text) do
@@ -30,9 +33,6 @@ defmodule SseServer.Json do
   catch
     :throw, reason -> {:error, reason}
   end
-
-  @spec encode(value) :: binary
-  def encode(value), do: IO.iodata_to_binary(write(value))
 
   defp value(<<?{, rest::binary>>, depth), do: object(skip_space(rest), nest(depth))
   defp value(<<?[, rest::binary>>, depth), do: array(skip_space(rest), nest(depth))
