@@ -1,11 +1,11 @@
 #!/usr/bin/env perl
 # sse-server: a Server-Sent Events server, Mojolicious::Lite on its own daemon.
 use Mojolicious::Lite -signatures;
-use Mojo::JSON qw(decode_json to_json);
-use Mojo::Util qw(decode encode secure_compare);
-use POSIX qw(strftime);
+use Mojo::JSON   qw(decode_json to_json);
+use Mojo::Util   qw(decode encode secure_compare);
+use POSIX        qw(strftime);
 use Scalar::Util qw(weaken);
-use Time::HiRes qw(time);
+use Time::HiRes  qw(time);
 no warnings 'experimental::builtin';
 use builtin qw(created_as_string);
 
@@ -23,14 +23,18 @@ use constant {
   MAX_JSON_DEPTH    => 64,
   HEADER_TIMEOUT    => 15,
 };
+#<<< the spec's timed events (name, period in ms, data), one to a line, as generated
 use constant TIMED_EVENTS => [
   ["clock", 1000, { "source" => "server-clock", "timezone" => "UTC" }],
   ["stock-price", 2000, { "symbol" => "ACME", "price" => 128.42, "currency" => "USD", "exchange" => "NASDAQ" }],
 ];
+#>>>
 
 # Tokens come from the environment only; an empty variable counts as unset.
 my $stream_token = length($ENV{SSE_TOKEN} // '') ? $ENV{SSE_TOKEN} : undef;
-my $publish_token = length($ENV{SSE_PUBLISH_TOKEN} // '') ? $ENV{SSE_PUBLISH_TOKEN} : undef;
+
+# Made at start when SSE_PUBLISH_TOKEN is unset, and then logged once.
+my $publish_token      = length($ENV{SSE_PUBLISH_TOKEN} // '') ? $ENV{SSE_PUBLISH_TOKEN} : undef;
 my $publish_token_made = !defined $publish_token;
 $publish_token //= do {
   open my $random, '<:raw', '/dev/urandom' or die "cannot read /dev/urandom: $!";
@@ -54,6 +58,7 @@ sub frame ($id, $event, $data) {
 sub send_to ($client, $bytes) {
   if ($client->{queued} + length $bytes > MAX_QUEUE_BYTES) {
     unsubscribe($client);
+
     # close, not close_gracefully: the client takes nothing, so its socket is closed at once.
     my $stream = Mojo::IOLoop->stream($client->{id});
     $stream->close if $stream;
@@ -101,7 +106,10 @@ sub bearer ($c) { return ($c->req->headers->authorization // '') =~ /\Abearer +(
 sub same ($given, $secret) { return defined $given && secure_compare($given, $secret) }
 
 sub stream_authorized ($c) {
-  return !defined $stream_token || same(bearer($c), $stream_token) || same($c->req->query_params->param('token'), $stream_token);
+  return
+       !defined $stream_token
+    || same(bearer($c),                            $stream_token)
+    || same($c->req->query_params->param('token'), $stream_token);
 }
 
 sub publish_authorized ($c) { return same(bearer($c), $publish_token) }
@@ -124,7 +132,8 @@ sub error ($c, $status, $message) {
 
 sub preflight ($c) {
   $c->res->headers->header('Access-Control-Allow-Methods' => 'GET, POST, OPTIONS');
-  $c->res->headers->header('Access-Control-Allow-Headers' => 'Last-Event-ID, Cache-Control, Content-Type, Authorization');
+  $c->res->headers->header(
+    'Access-Control-Allow-Headers' => 'Last-Event-ID, Cache-Control, Content-Type, Authorization');
   $c->res->headers->header('Access-Control-Max-Age' => 86400);
   return $c->rendered(204);
 }
@@ -140,24 +149,30 @@ sub headers_read ($req) { return $req->content->is_parsing_body || $req->content
 # A request whose headers are not complete after HEADER_TIMEOUT seconds is closed.
 hook after_build_tx => sub ($tx, $app) {
   my $req = $tx->req;
-  $req->on(progress => sub ($req, @) {
-    return unless headers_read($req);
-    my $length = $req->headers->content_length // '';
-    # (progress: the body bytes read so far, chunk sizes included)
-    if (($length =~ /\A[0-9]+\z/ && $length > MAX_BODY_BYTES) || $req->content->progress > MAX_BODY_BYTES) {
-      $req->error({message => 'body over 64 KiB', code => 413});
+  $req->on(
+    progress => sub ($req, @) {
+      return unless headers_read($req);
+      my $length = $req->headers->content_length // '';
+
+      # (progress: the body bytes read so far, chunk sizes included)
+      if (($length =~ /\A[0-9]+\z/ && $length > MAX_BODY_BYTES) || $req->content->progress > MAX_BODY_BYTES) {
+        $req->error({message => 'body over 64 KiB', code => 413});
+      }
     }
-  });
+  );
   weaken $tx;
-  my $timer = Mojo::IOLoop->timer(HEADER_TIMEOUT, sub {
-    return if !$tx || headers_read($req);
-    my $stream = Mojo::IOLoop->stream($tx->connection // '');
-    $stream->close if $stream;
-  });
+  my $timer = Mojo::IOLoop->timer(
+    HEADER_TIMEOUT,
+    sub {
+      return if !$tx || headers_read($req);
+      my $stream = Mojo::IOLoop->stream($tx->connection // '');
+      $stream->close if $stream;
+    }
+  );
   $req->on(finish => sub { Mojo::IOLoop->remove($timer) });
 };
 
-hook before_dispatch => sub ($c) { $c->res->headers->header('Access-Control-Allow-Origin' => '*') };
+hook before_dispatch => sub ($c) { $c->res->headers->access_control_allow_origin('*') };
 
 # Mojolicious' own 404 and 500 pages are HTML: answer JSON instead.
 hook before_render => sub ($c, $args) {
@@ -178,6 +193,7 @@ get STREAM_PATH, sub ($c) {
 
   # Mojolicious 9.31 has no write_sse (it came in 9.41): frames are written by hand.
   my $client = subscribe($c, last_event_id($c));
+
   # Fires as soon as the connection is gone: the client left (also before its first byte),
   # a write failed, or it was dropped.
   $c->on(finish => sub ($c) { unsubscribe($client) });
@@ -199,8 +215,14 @@ post '/publish' => sub ($c) {
   return error($c, 400, 'body is not JSON')           if $@;
   return error($c, 400, 'body must be a JSON object') if ref $message ne 'HASH';
   my $event = exists $message->{event} ? $message->{event} : 'message';
+
   # JSON strings decode to Perl strings, numbers to numbers: only created_as_string tells.
-  if (!defined $event || !created_as_string($event) || !length $event || length $event > MAX_EVENT_NAME || $event =~ /[\r\n]/) {
+  if ( !defined $event
+    || !created_as_string($event)
+    || !length $event
+    || length $event > MAX_EVENT_NAME
+    || $event =~ /[\r\n]/)
+  {
     return error($c, 400, 'event must be a string of 1-64 characters without line breaks');
   }
   my $data = $message->{data};
@@ -208,7 +230,7 @@ post '/publish' => sub ($c) {
   $c->render(status => 202, json => {id => publish($event, $text)});
 };
 options '/publish' => \&preflight;
-any '/publish'     => not_allowed('POST, OPTIONS');
+any '/publish' => not_allowed('POST, OPTIONS');
 
 get '/health' => sub ($c) { $c->render(json => {status => 'ok', clients => count()}) };
 any '/health' => not_allowed('GET');
@@ -222,7 +244,7 @@ Mojo::IOLoop->recurring(HEARTBEAT_SECONDS, sub { send_to($_, ": heartbeat\n\n") 
 
 hook before_server_start => sub ($server, $app) {
   $server->silent(1);
-  $server->inactivity_timeout(HEADER_TIMEOUT);    # idle connections; streams turn it off
+  $server->inactivity_timeout(HEADER_TIMEOUT);            # idle connections; streams turn it off
   $server->ioloop->max_connections(MAX_CLIENTS + 100);    # streams, plus room for other requests
   my $url = $server->listen->[0];
   Mojo::IOLoop->next_tick(sub {
