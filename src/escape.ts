@@ -123,8 +123,8 @@ interface ValueStyle {
   false: string;
   string: (s: string) => string;
   array: (items: string[]) => string;
-  /** `pairs` holds already-written keys and values */
-  object: (pairs: Array<[string, string]>) => string;
+  /** `pairs` holds already-written keys and values, and each key as it was */
+  object: (pairs: Array<[string, string, string]>) => string;
 }
 
 const list = (open: string, items: string[], close: string) => `${open}${items.join(', ')}${close}`;
@@ -160,8 +160,13 @@ const valueStyles: Record<ValueLanguage, ValueStyle> = {
     false: 'false',
     string: (s) => stringLiteral('php', s),
     array: (items) => list('[', items, ']'),
-    // An empty PHP array encodes as a JSON list: an empty object must be an object.
-    object: (pairs) => (pairs.length ? list('[', pairs.map(([k, v]) => `${k} => ${v}`), ']') : 'new \\stdClass()'),
+    // An empty PHP array encodes as a JSON list, and PHP turns a key like "0" into the integer
+    // 0 (so keys "0", "1" would make a list too): such objects are cast to an object.
+    object: (pairs) => {
+      if (!pairs.length) return 'new \\stdClass()';
+      const array = list('[', pairs.map(([k, v]) => `${k} => ${v}`), ']');
+      return pairs.some(([, , raw]) => /^(0|-?[1-9][0-9]*)$/.test(raw)) ? `(object) ${array}` : array;
+    },
   },
   perl: {
     null: 'undef',
@@ -206,7 +211,7 @@ export function valueLiteral(language: ValueLanguage, value: unknown): string {
     if (Array.isArray(v)) return style.array(v.map(write));
     if (typeof v === 'object') {
       return style.object(
-        Object.entries(v as Record<string, unknown>).map(([k, x]) => [language === 'js' ? jsKey(k) : style.string(k), write(x)]),
+        Object.entries(v as Record<string, unknown>).map(([k, x]) => [language === 'js' ? jsKey(k) : style.string(k), write(x), k]),
       );
     }
     throw new Error(`${typeof v} has no JSON form`);

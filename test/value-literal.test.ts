@@ -13,6 +13,8 @@ const VALUES: unknown[] = [
   { nested: { list: [1, 'two', null, [], {}, [{ deep: [true] }]], empty: {} }, [NASTY.join('|')]: NASTY },
   { 'key with "quotes" and $x #{y} @z \\ \n': 'value', é: '🎉', '': 'empty key' },
   JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1, "toString": "x"}'),
+  { '0': 'zero', '1': 'one' },
+  { list: [{ '5': 'five' }, { '-1': 'minus', '01': 'padded' }] },
   [],
   {},
 ];
