@@ -123,6 +123,8 @@ interface ValueStyle {
   false: string;
   string: (s: string) => string;
   array: (items: string[]) => string;
+  /** when JSON's own number text is not a literal of the language */
+  number?: (n: number) => string;
   /** `pairs` holds already-written keys and values, and each key as it was */
   object: (pairs: Array<[string, string, string]>) => string;
 }
@@ -178,6 +180,8 @@ const valueStyles: Record<ValueLanguage, ValueStyle> = {
     object: (pairs) => (pairs.length ? list('{ ', pairs.map(([k, v]) => `${k} => ${v}`), ' }') : '{}'),
   },
   elixir: {
+    // 1e+21 is not Elixir: a float needs a fraction before its exponent (1.0e21)
+    number: (n) => JSON.stringify(n).replace(/^(-?\d+)e\+?/, '$1.0e').replace('e+', 'e'),
     null: 'nil',
     true: 'true',
     false: 'false',
@@ -205,7 +209,7 @@ export function valueLiteral(language: ValueLanguage, value: unknown): string {
     if (v === false) return style.false;
     if (typeof v === 'number') {
       if (!Number.isFinite(v)) throw new Error('JSON numbers are finite');
-      return JSON.stringify(v);
+      return style.number?.(v) ?? JSON.stringify(v);
     }
     if (typeof v === 'string') return style.string(v);
     if (Array.isArray(v)) return style.array(v.map(write));

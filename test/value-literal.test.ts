@@ -14,6 +14,7 @@ const VALUES: unknown[] = [
   { 'key with "quotes" and $x #{y} @z \\ \n': 'value', é: '🎉', '': 'empty key' },
   JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1, "toString": "x"}'),
   { '0': 'zero', '1': 'one' },
+  [1e21, -2.5e-7, 1.5e300, 0.1, 0],
   { list: [{ '5': 'five' }, { '-1': 'minus', '01': 'padded' }] },
   [],
   {},
