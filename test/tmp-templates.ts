@@ -10,6 +10,9 @@ export const BIN = join(import.meta.dirname, '..', 'bin', 'create-sse-server.js'
 export interface FixtureTarget {
   id: string;
   portOffset: number;
+  language?: string;
+  framework?: string;
+  install?: Array<{ run: string[] }>;
   level?: 'runs' | 'parses' | 'rendered';
   start?: string[];
   toolchain?: Array<{ check: string[]; hint: string; debian?: string[] }>;
@@ -22,7 +25,7 @@ export function templatesRoot(targets: FixtureTarget[]): string {
     const dir = join(root, t.id);
     cpSync(DEMO, dir, { recursive: true });
     const manifest = JSON.parse(readFileSync(join(DEMO, 'target.json'), 'utf8'));
-    Object.assign(manifest, { id: t.id, portOffset: t.portOffset }, t.level ? { level: t.level } : {}, t.start ? { start: t.start } : {}, t.toolchain ? { toolchain: t.toolchain } : {});
+    Object.assign(manifest, { id: t.id, portOffset: t.portOffset }, t.level ? { level: t.level } : {}, t.start ? { start: t.start } : {}, t.toolchain ? { toolchain: t.toolchain } : {}, t.language ? { language: t.language } : {}, t.framework ? { framework: t.framework } : {}, t.install ? { install: t.install } : {});
     writeFileSync(join(dir, 'target.json'), JSON.stringify(manifest, null, 2));
     for (const [path, text] of Object.entries(t.files ?? {})) writeFileSync(join(dir, 'files', path), text);
   }
