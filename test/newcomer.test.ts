@@ -34,9 +34,6 @@ const cli = (args: string[], options: { cwd?: string; env?: Record<string, strin
     env: { ...process.env, CI: 'true', CREATE_SSE_SERVER_TEMPLATES: ROOT, npm_config_user_agent: '', ...options.env },
   });
 
-beforeAll(() => {
-  execFileSync('npx', ['tsc', '-p', '.'], { cwd: join(import.meta.dirname, '..') });
-}, 120_000);
 
 describe('item 8: names', () => {
   it('next steps quote the folder: cd into "My App" works when pasted', () => {

@@ -66,9 +66,6 @@ afterAll(() => {
   for (const p of immutable) spawnSync('chattr', ['-i', p]);
 });
 
-beforeAll(() => {
-  execFileSync('npx', ['tsc', '-p', '.'], { cwd: join(import.meta.dirname, '..') });
-}, 120_000);
 
 describe('item 1: scaffold --force never loses a user file', () => {
   it('refuses the filesystem root (a temporary root stands for /), the home folder and folders that hold the current one', async () => {
