@@ -6,13 +6,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { distance } from 'fastest-levenshtein';
 import { packageRoot } from './targets.js';
 
-const COMMANDS = ['generate', 'run', 'list', 'smoke', 'help'];
 const HELP_HINT = '(see create-sse-server --help)';
 
 /** A bare word one or two typos away from a command (`lsit`): the user meant the command. */
-export function commandTypo(word: string): string | undefined {
+export function commandTypo(word: string, commands: string[]): string | undefined {
   if (word.includes('/') || word.includes('.')) return undefined;
-  const near = COMMANDS.map((c) => [c, distance(word.toLowerCase(), c)] as const).filter(([c, d]) => d > 0 && d <= (c.length <= 4 ? 1 : 2) + (word.length > 3 && [...word].sort().join('') === [...c].sort().join('') ? 1 : 0));
+  const near = commands.map((c) => [c, distance(word.toLowerCase(), c)] as const).filter(([c, d]) => d > 0 && d <= (c.length <= 4 ? 1 : 2) + (word.length > 3 && [...word].sort().join('') === [...c].sort().join('') ? 1 : 0));
   near.sort((a, b) => a[1] - b[1]);
   return near[0]?.[0];
 }
@@ -63,7 +62,7 @@ export function program(): Command {
       const { create, UsageError } = await import('./create.js');
       if (dir !== undefined) {
         const { existsSync } = await import('node:fs');
-        const meant = existsSync(dir) ? undefined : commandTypo(dir);
+        const meant = existsSync(dir) ? undefined : commandTypo(dir, [...cli.commands.map((c) => c.name()), 'help']);
         if (meant) throw new UsageError(`"${dir}" is not a command: did you mean \`${meant}\`? (to create a folder named ${dir}, pass ./${dir}) ${HELP_HINT}`);
       }
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !process.env.CI;
@@ -122,6 +121,42 @@ export function program(): Command {
     });
 
   cli
+    .command('up')
+    .description('build and start every runs target of a generated folder, each on its own port (Ctrl-C stops them all)')
+    .argument('[dir]', 'a folder made by generate', 'generated')
+    .option('--target <id>', 'only this target (repeatable)', collect)
+    .option('--port-base <port>', 'each target listens on this plus its offset', portNumber, 3000)
+    .option('--host <host>', 'address the servers listen on', '127.0.0.1')
+    .action(async (dir: string, opts) => {
+      const { upCommand } = await import('./up.js');
+      process.exitCode = await upCommand(dir, opts);
+    });
+
+  cli
+    .command('demo')
+    .description('`up`, plus a live page with a card per target (served on its own origin)')
+    .argument('[dir]', 'a folder made by generate', 'generated')
+    .option('--target <id>', 'only this target (repeatable)', collect)
+    .option('--port <port>', 'port of the demo page', portNumber, 5173)
+    .option('--port-base <port>', 'each target listens on this plus its offset', portNumber, 3000)
+    .action(async (dir: string, opts) => {
+      const { demoCommand } = await import('./demo.js');
+      process.exitCode = await demoCommand(dir, opts);
+    });
+
+  cli
+    .command('lint')
+    .description("run each target's own formatter and linters over two renders (the spec, and every option on)")
+    .argument('[ids...]', 'target ids (default: every target whose manifest names linters)')
+    .option('--spec <file>', 'spec to render (default: the example spec)')
+    .option('--require-toolchains', 'a missing linter fails instead of skipping')
+    .option('--work <dir>', 'where targets are rendered and linted (kept for warm runs)')
+    .action(async (ids: string[], opts) => {
+      const { lintCommand } = await import('./lint-command.js');
+      process.exitCode = await lintCommand(ids, opts);
+    });
+
+  cli
     .command('smoke')
     .description('render, build, start and check targets against the SSE contract (C1-C16)')
     .argument('[ids...]', 'target ids (default: every target at level runs)')
@@ -129,6 +164,7 @@ export function program(): Command {
     .option('--spec <file>', 'spec to render (default: the example spec)')
     .option('--json <file>', 'also write the report as JSON')
     .option('--require-toolchains', 'a missing toolchain fails instead of skipping')
+    .option('--browser', 'also check with a real Chromium EventSource on another origin (B1)')
     .addOption(new Option('--work <dir>', 'where targets are rendered and built (kept for warm rebuilds)'))
     .action(async (ids: string[], opts) => {
       const { smokeCommand } = await import('./smoke/command.js');

@@ -105,3 +105,105 @@ export function commentText(value: string): string {
     .replace(/[^\x20-\x7e]/gu, '?')
     .replace(/\*\/|\*\)|-}|--\]\]|-->|\]\]/g, (m) => m.split('').join(' '));
 }
+
+/**
+ * Languages whose own literals `valueLiteral` writes (a JSON value as a dict, hash, object,
+ * map). Not Lua: Debian's lua-cjson has no empty-array marker, so a table literal cannot tell
+ * `[]` from `{}`; a Lua template decodes its JSON instead.
+ */
+export const valueLanguages = ['js', 'python', 'ruby', 'php', 'perl', 'elixir'] as const;
+export type ValueLanguage = (typeof valueLanguages)[number];
+
+interface ValueStyle {
+  null: string;
+  true: string;
+  false: string;
+  string: (s: string) => string;
+  array: (items: string[]) => string;
+  /** `pairs` holds already-written keys and values */
+  object: (pairs: Array<[string, string]>) => string;
+}
+
+const list = (open: string, items: string[], close: string) => `${open}${items.join(', ')}${close}`;
+
+const valueStyles: Record<ValueLanguage, ValueStyle> = {
+  js: {
+    null: 'null',
+    true: 'true',
+    false: 'false',
+    string: (s) => stringLiteral('js', s),
+    array: (items) => list('[', items, ']'),
+    object: (pairs) => (pairs.length ? list('{ ', pairs.map(([k, v]) => `${k}: ${v}`), ' }') : '{}'),
+  },
+  python: {
+    null: 'None',
+    true: 'True',
+    false: 'False',
+    string: (s) => stringLiteral('python', s),
+    array: (items) => list('[', items, ']'),
+    object: (pairs) => list('{', pairs.map(([k, v]) => `${k}: ${v}`), '}'),
+  },
+  ruby: {
+    null: 'nil',
+    true: 'true',
+    false: 'false',
+    string: (s) => stringLiteral('ruby', s),
+    array: (items) => list('[', items, ']'),
+    object: (pairs) => (pairs.length ? list('{ ', pairs.map(([k, v]) => `${k} => ${v}`), ' }') : '{}'),
+  },
+  php: {
+    null: 'null',
+    true: 'true',
+    false: 'false',
+    string: (s) => stringLiteral('php', s),
+    array: (items) => list('[', items, ']'),
+    // An empty PHP array encodes as a JSON list: an empty object must be an object.
+    object: (pairs) => (pairs.length ? list('[', pairs.map(([k, v]) => `${k} => ${v}`), ']') : 'new \\stdClass()'),
+  },
+  perl: {
+    null: 'undef',
+    // what JSON::PP, Cpanel::JSON::XS and Mojo::JSON all encode as true and false
+    true: '\\1',
+    false: '\\0',
+    string: (s) => stringLiteral('perl', s),
+    array: (items) => list('[', items, ']'),
+    object: (pairs) => (pairs.length ? list('{ ', pairs.map(([k, v]) => `${k} => ${v}`), ' }') : '{}'),
+  },
+  elixir: {
+    null: 'nil',
+    true: 'true',
+    false: 'false',
+    string: (s) => stringLiteral('elixir', s),
+    array: (items) => list('[', items, ']'),
+    object: (pairs) => list('%{', pairs.map(([k, v]) => `${k} => ${v}`), '}'),
+  },
+};
+
+const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/**
+ * A JSON value written as `language`'s own literal: `{"a": [1, true, null]}` becomes
+ * `{"a": [1, True, None]}` in Python, `{ "a" => [1, true, nil] }` in Ruby. Strings go through
+ * the string literals above, so any spec value stays exact and inert.
+ */
+export function valueLiteral(language: ValueLanguage, value: unknown): string {
+  const style = valueStyles[language];
+  const write = (v: unknown): string => {
+    if (v === null) return style.null;
+    if (v === true) return style.true;
+    if (v === false) return style.false;
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new Error('JSON numbers are finite');
+      return JSON.stringify(v);
+    }
+    if (typeof v === 'string') return style.string(v);
+    if (Array.isArray(v)) return style.array(v.map(write));
+    if (typeof v === 'object') {
+      return style.object(
+        Object.entries(v as Record<string, unknown>).map(([k, x]) => [language === 'js' && IDENTIFIER.test(k) ? k : style.string(k), write(x)]),
+      );
+    }
+    throw new Error(`${typeof v} has no JSON form`);
+  };
+  return write(value);
+}

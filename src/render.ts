@@ -1,10 +1,11 @@
 // Render a target's `files/` tree from a spec. Files ending in `.hbs` go through Handlebars
 // in strict mode (a missing variable is an error); every other file is copied byte for byte.
 // Output is deterministic: sorted paths, no dates, no absolute paths.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
 import Handlebars from 'handlebars';
-import { commentText, jsonText, literalLanguages, shellWord, stringLiteral } from './escape.js';
+import { stringify as yamlText } from 'yaml';
+import { commentText, jsonText, literalLanguages, shellWord, stringLiteral, valueLanguages, valueLiteral } from './escape.js';
 import type { Spec } from './spec.js';
 import type { Target } from './targets.js';
 
@@ -37,9 +38,42 @@ for (const language of literalLanguages) {
     return stringLiteral(language, value);
   });
 }
+for (const language of valueLanguages) {
+  // {{pythonValue data}}: a JSON value as that language's own literal (dict, hash, object, ...)
+  handlebars.registerHelper(`${language}Value`, (value: unknown) => valueLiteral(language, value));
+}
 handlebars.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+handlebars.registerHelper('concat', (...args: unknown[]) => args.slice(0, -1).join(''));
+// {{yaml value 6}}: a YAML block of any value, every line indented by 6 spaces
+handlebars.registerHelper('yaml', (value: unknown, indent: unknown) => {
+  const pad = ' '.repeat(typeof indent === 'number' ? indent : 0);
+  return yamlText(value, { lineWidth: 0 }).trimEnd().split('\n').map((line) => pad + line).join('\n');
+});
+
+/** A JSON Schema that example data conforms to: its types, with the example as `examples`. */
+export function schemaOf(value: unknown): Record<string, unknown> {
+  if (value === null) return { type: 'null' };
+  if (Array.isArray(value)) return value.length ? { type: 'array', items: schemaOf(value[0]) } : { type: 'array' };
+  if (typeof value === 'object') {
+    const properties = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, schemaOf(v)]));
+    return { type: 'object', properties, required: Object.keys(properties) };
+  }
+  if (typeof value === 'number') return { type: Number.isInteger(value) ? 'integer' : 'number', examples: [value] };
+  return { type: typeof value, examples: [value] };
+}
 
 const words = (name: string) => name.split('-');
+
+/** The data of an event as it arrives: the spec's fields, plus `timestamp` for timed events. */
+function eventSchema(data: Record<string, unknown>, timed: boolean) {
+  const schema = schemaOf(data) as { properties: Record<string, unknown>; required: string[] };
+  if (!timed) return schema;
+  return {
+    ...schema,
+    properties: { ...schema.properties, timestamp: { type: 'string', format: 'date-time', description: 'when the server sent it (ISO-8601, UTC)' } },
+    required: [...schema.required, 'timestamp'],
+  };
+}
 const capitalize = (w: string) => w[0].toUpperCase() + w.slice(1);
 
 /** What every template sees. Values are validated by the spec; strings still need a helper. */
@@ -51,7 +85,7 @@ export function renderContext(spec: Spec, target: Target) {
     namePascal: words(spec.name).map(capitalize).join(''),
     nameCamel: words(spec.name).map((w, i) => (i ? capitalize(w) : w)).join(''),
     corsAny: spec.cors.origins.includes('*'),
-    events: spec.events.map((e) => ({ ...e, dataJson: jsonText(e.data), timed: e.every > 0 })),
+    events: spec.events.map((e) => ({ ...e, dataJson: jsonText(e.data), timed: e.every > 0, schema: eventSchema(e.data, e.every > 0) })),
     timedEvents: timedEvents.map((e) => ({ ...e, dataJson: jsonText(e.data) })),
     hasTimedEvents: timedEvents.length > 0,
     target: { id: target.id, language: target.language, framework: target.framework },
@@ -88,25 +122,36 @@ function outputPath(templatePath: string, context: object): string {
   return parts.join('/');
 }
 
+/**
+ * Files every target gets, rendered from one template: `templates/_shared/files/` beside the
+ * targets (a target's own file of the same name wins).
+ */
+function sharedFiles(target: Target): Array<[dir: string, full: string]> {
+  const dir = join(dirname(target.dir), '_shared', 'files');
+  return existsSync(dir) ? walk(dir).map((full) => [dir, full]) : [];
+}
+
 export function renderTarget(spec: Spec, target: Target): RenderedFile[] {
   const context = renderContext(spec, target);
   const filesDir = join(target.dir, 'files');
+  const own = walk(filesDir).map((full): [string, string] => [filesDir, full]);
+  const ownPaths = new Set(own.map(([dir, full]) => relative(dir, full)));
   const files: RenderedFile[] = [];
-  for (const full of walk(filesDir)) {
-    const rel = relative(filesDir, full);
+  for (const [root, full] of [...own, ...sharedFiles(target).filter(([dir, full]) => !ownPaths.has(relative(dir, full)))]) {
+    const rel = relative(root, full);
     const executable = (statSync(full).mode & 0o111) !== 0;
     let content = readFileSync(full);
     if (full.endsWith('.hbs')) {
       try {
         content = Buffer.from(compile(content.toString('utf8'), full)(context), 'utf8');
       } catch (error) {
-        throw new Error(`templates/${target.id}/files/${rel}: ${(error as Error).message}`);
+        throw new Error(`templates/${relative(dirname(dirname(root)), full)}: ${(error as Error).message}`);
       }
     }
     files.push({ path: outputPath(rel, context), content, executable });
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  const marker = { target: target.id, files: files.map((f) => f.path) };
+  const marker = { target: target.id, path: spec.path, events: spec.events.map((e) => e.name), files: files.map((f) => f.path) };
   files.unshift({ path: MARKER_FILE, content: Buffer.from(`${JSON.stringify(marker, null, 2)}\n`), executable: false });
   const seen = new Set<string>();
   for (const file of files) {

@@ -34,7 +34,8 @@ export function targetOf(dir: string): Target {
   return findTarget(target);
 }
 
-function isFresh(dir: string, step: Step): boolean {
+/** A step whose `creates` output is newer than its inputs has nothing to do. */
+export function isFresh(dir: string, step: Step): boolean {
   if (!step.creates) return false;
   const created = join(dir, step.creates);
   if (!existsSync(created)) return false;

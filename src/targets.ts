@@ -18,6 +18,21 @@ export interface Step {
   env?: Record<string, string>;
 }
 
+/**
+ * One step of a `parses` target's check: a tree-sitter grammar (a module path to its `.wasm`,
+ * resolved from this package's node_modules) applied to every file matching `files`, or a
+ * command (`run`) that exits non-zero on a syntax error. See src/parse.ts.
+ */
+export interface ParseStep {
+  grammar?: string;
+  /** globs relative to the project folder (`**` any folders, `*` any name part) */
+  files?: string[];
+  run?: string[];
+  env?: Record<string, string>;
+  /** for a `run` step: what to tell a user whose machine lacks the command */
+  hint?: string;
+}
+
 export interface ToolchainCommand {
   /** argv of a command that exits 0 when the tool is there, e.g. ["go", "version"] */
   check: string[];
@@ -25,6 +40,22 @@ export interface ToolchainCommand {
   debian?: string[];
   /** what to tell a user who lacks it */
   hint: string;
+}
+
+/** A formatter or linter run over a generated project; a finding fails it. */
+export interface LintStep extends Step {
+  /** the tool exits 0 but prints what it would change (`gofmt -l`): any output is a finding */
+  failOnOutput?: boolean;
+}
+
+/** The ecosystem's own formatter and linters, run by `create-sse-server lint`. */
+export interface Lint {
+  /** tools beyond the target's toolchain (ruff, rubocop, perlcritic, ...) */
+  toolchain?: ToolchainCommand[];
+  /** run in the project after its install steps */
+  steps: LintStep[];
+  /** the usual linters of this ecosystem that cannot be had on this machine, and why */
+  unavailable?: string;
 }
 
 export interface Target {
@@ -42,8 +73,9 @@ export interface Target {
   start: string[];
   /** environment for every step and the server */
   env?: Record<string, string>;
-  /** for level `parses`: commands that parse the generated sources with a real parser */
-  parse?: Step[];
+  /** for level `parses`: real parsers the generated sources must pass */
+  parse?: ParseStep[];
+  lint?: Lint;
   /** absolute path of the target's folder */
   dir: string;
 }
@@ -60,10 +92,65 @@ const stepSchema = {
   },
 };
 
+const parseStepSchema = {
+  oneOf: [
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['grammar', 'files'],
+      properties: {
+        grammar: { type: 'string', pattern: '\\.wasm$' },
+        files: { type: 'array', minItems: 1, items: { type: 'string' } },
+      },
+    },
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['run'],
+      properties: {
+        run: { type: 'array', minItems: 1, items: { type: 'string' } },
+        env: { type: 'object', additionalProperties: { type: 'string' } },
+        hint: { type: 'string' },
+      },
+    },
+  ],
+};
+
+const toolchainSchema = {
+  type: 'array',
+  items: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['check', 'hint'],
+    properties: {
+      check: { type: 'array', minItems: 1, items: { type: 'string' } },
+      debian: { type: 'array', items: { type: 'string' } },
+      hint: { type: 'string' },
+    },
+  },
+};
+
+const lintSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['steps'],
+  properties: {
+    toolchain: toolchainSchema,
+    steps: {
+      type: 'array',
+      items: { ...stepSchema, properties: { ...stepSchema.properties, failOnOutput: { type: 'boolean' } } },
+    },
+    unavailable: { type: 'string' },
+  },
+};
+
 const manifestSchema = {
   type: 'object',
   additionalProperties: false,
   required: ['id', 'language', 'framework', 'portOffset', 'level', 'toolchain', 'install', 'build', 'start'],
+  // A `parses` target names the parsers that verify it.
+  if: { properties: { level: { const: 'parses' } } },
+  then: { required: ['parse'], properties: { parse: { type: 'array', minItems: 1 } } },
   properties: {
     $comment: { type: 'string' },
     id: { type: 'string', pattern: '^[a-z][a-z0-9]*(-[a-z0-9]+)*$' },
@@ -72,22 +159,11 @@ const manifestSchema = {
     portOffset: { type: 'integer', minimum: 1, maximum: 99 },
     level: { enum: ['runs', 'parses', 'rendered'] },
     levelNote: { type: 'string' },
-    toolchain: {
-      type: 'array',
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['check', 'hint'],
-        properties: {
-          check: { type: 'array', minItems: 1, items: { type: 'string' } },
-          debian: { type: 'array', items: { type: 'string' } },
-          hint: { type: 'string' },
-        },
-      },
-    },
+    toolchain: toolchainSchema,
     install: { type: 'array', items: stepSchema },
     build: { type: 'array', items: stepSchema },
-    parse: { type: 'array', items: stepSchema },
+    parse: { type: 'array', items: parseStepSchema },
+    lint: lintSchema,
     start: { type: 'array', minItems: 1, items: { type: 'string' } },
     env: { type: 'object', additionalProperties: { type: 'string' } },
   },

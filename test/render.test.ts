@@ -24,7 +24,7 @@ describe('render', () => {
     expect(byPath['src/my_demo/mod.txt'].content.toString()).toBe('module MyDemo\n');
     expect(byPath['start.sh'].executable).toBe(true);
     expect(byPath['server.js'].executable).toBe(false);
-    expect(JSON.parse(byPath[MARKER_FILE].content.toString())).toEqual({ target: 'demo', files: files.slice(1).map((f) => f.path) });
+    expect(JSON.parse(byPath[MARKER_FILE].content.toString())).toEqual({ target: 'demo', path: '/events', events: ['x'], files: files.slice(1).map((f) => f.path) });
   });
 
   it('escapes values from the spec so the output is still valid code that holds them', () => {

@@ -4,16 +4,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
+	"mime"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,27 +28,27 @@ import (
 )
 
 const (
-	serverName    = "sse-server"
-	defaultPort   = "3006"
-	streamPath    = "/events"
-	retryMs       = 3000
-	heartbeat     = 15 * time.Second
-	historySize   = 100
-	maxClients    = 10000
-	queueFrames   = 256     // a client further behind than this is dropped...
-	queueBytes    = 1 << 20 // ...or than this many bytes
-	writeTimeout  = 5 * time.Second
-	maxPublish    = 64 << 10
-	maxEventName  = 64
-	corsMethods   = "GET, POST, OPTIONS"
-	corsHeaders   = "Last-Event-ID, Cache-Control, Content-Type, Authorization"
-	heartbeatLine = ": heartbeat\n\n"
+	serverName       = "sse-server"
+	defaultPort      = "3006"
+	streamPath       = "/events"
+	retryMs          = 3000
+	heartbeatSeconds = 15
+	historySize      = 100
+	maxClients       = 10000
+	maxQueueBytes    = 1 << 20 // a client further behind than this is dropped...
+	maxQueueFrames   = 256     // ...or than this many frames
+	maxBodyBytes     = 64 << 10
+	maxEventName     = 64
+	maxJSONDepth     = 64
+	writeTimeout     = 5 * time.Second // a client that takes no bytes for this long is gone
+	corsMethods      = "GET, POST, OPTIONS"
+	corsHeaders      = "Last-Event-ID, Cache-Control, Content-Type, Authorization"
 )
 
 type timedEvent struct {
 	name  string
 	every time.Duration
-	data  string // a JSON object
+	data  string // the spec's JSON object, keys in the spec's order
 }
 
 // timedEvents each get one timer for the whole server; data gains a "timestamp".
@@ -53,10 +57,11 @@ var timedEvents = []timedEvent{
 	{name: "stock-price", data: "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}", every: 2000 * time.Millisecond},
 }
 
-var (
-	streamToken  = envOr("SSE_TOKEN", "")
-	publishToken = ""
-)
+// Tokens come from the environment only. Without SSE_TOKEN the stream is open to anyone.
+var streamToken = os.Getenv("SSE_TOKEN")
+
+// Without SSE_PUBLISH_TOKEN, main makes one at start and logs it.
+var publishToken = os.Getenv("SSE_PUBLISH_TOKEN")
 
 type event struct {
 	id    int64
@@ -95,7 +100,7 @@ func (h *hub) subscribe(lastID int64) (c *client, replay [][]byte, ok bool) {
 			}
 		}
 	}
-	c = &client{frames: make(chan []byte, queueFrames)}
+	c = &client{frames: make(chan []byte, maxQueueFrames)}
 	h.clients[c] = struct{}{}
 	return c, replay, true
 }
@@ -119,14 +124,12 @@ func (h *hub) publish(name, data string) int64 {
 	defer h.mu.Unlock()
 	h.lastID++
 	f := frame(h.lastID, name, data)
-	if historySize > 0 {
-		h.history = append(h.history, event{h.lastID, f})
-		if len(h.history) > historySize {
-			h.history = h.history[1:]
-		}
+	h.history = append(h.history, event{h.lastID, f})
+	if len(h.history) > historySize {
+		h.history = h.history[1:]
 	}
 	for c := range h.clients {
-		if c.queued.Load()+int64(len(f)) <= queueBytes {
+		if c.queued.Load()+int64(len(f)) <= maxQueueBytes {
 			select {
 			case c.frames <- f:
 				c.queued.Add(int64(len(f)))
@@ -140,22 +143,21 @@ func (h *hub) publish(name, data string) int64 {
 	return h.lastID
 }
 
-// every publishes one timed event until ctx ends.
-func (h *hub) every(ctx context.Context, name string, period time.Duration, dataJSON string) {
-	var data map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(dataJSON), &data); err != nil {
-		panic(err)
+// every publishes one timed event until ctx ends. The timestamp is spliced into the spec's
+// JSON text rather than added to a map, which encoding/json would write with sorted keys.
+func (h *hub) every(ctx context.Context, e timedEvent) {
+	head := strings.TrimSuffix(e.data, "}")
+	if head != "{" {
+		head += ","
 	}
-	t := time.NewTicker(period)
+	t := time.NewTicker(e.every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			data["timestamp"], _ = json.Marshal(now.UTC().Format("2006-01-02T15:04:05.000Z"))
-			b, _ := json.Marshal(data)
-			h.publish(name, string(b))
+			h.publish(e.name, head+`"timestamp":"`+now.UTC().Format("2006-01-02T15:04:05.000Z")+`"}`)
 		}
 	}
 }
@@ -173,15 +175,14 @@ func frame(id int64, name, data string) []byte {
 }
 
 func (h *hub) stream(w http.ResponseWriter, r *http.Request) {
-	if streamToken != "" && !streamAuthorized(r) {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+	if !streamAuthorized(r) {
+		unauthorized(w)
 		return
 	}
 	c, replay, ok := h.subscribe(lastEventID(r))
 	if !ok {
 		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "too many clients"})
+		writeError(w, http.StatusServiceUnavailable, "too many clients")
 		return
 	}
 	defer h.unsubscribe(c)
@@ -208,47 +209,60 @@ func (h *hub) stream(w http.ResponseWriter, r *http.Request) {
 		return rc.Flush()
 	}
 
-	hello := []byte(": connected\n\n")
-	if retryMs > 0 {
-		hello = []byte(fmt.Sprintf("retry: %d\n\n", retryMs))
-	}
+	hello := []byte(fmt.Sprintf("retry: %d\n\n", retryMs))
 	if send(bytes.Join(append([][]byte{hello}, replay...), nil)) != nil {
 		return
 	}
 
-	var beat <-chan time.Time
-	if heartbeat > 0 {
-		t := time.NewTicker(heartbeat)
-		defer t.Stop()
-		beat = t.C
-	}
+	beat := time.NewTicker(heartbeatSeconds * time.Second)
+	defer beat.Stop()
 	for {
 		select {
 		case <-r.Context().Done(): // the client went away, or the server is shutting down
 			return
 		case f, ok := <-c.frames:
-			if !ok { // dropped by the hub: too slow
-				return
+			if !ok {
+				// Dropped by the hub for falling behind. Returning would end the response
+				// cleanly and leave the connection open for another request: abort it, which
+				// makes net/http close the connection.
+				panic(http.ErrAbortHandler)
 			}
 			c.queued.Add(-int64(len(f)))
 			if send(f) != nil {
 				return
 			}
-		case <-beat: // also how a silent disconnect shows up
-			if send([]byte(heartbeatLine)) != nil {
+		case <-beat.C:
+			if send([]byte(": heartbeat\n\n")) != nil {
 				return
 			}
 		}
 	}
 }
 
-func streamAuthorized(r *http.Request) bool {
-	return bearer(r, streamToken) ||
-		subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), []byte(streamToken)) == 1
+// bearerToken reads "Authorization: Bearer <token>", the scheme in any case.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimLeft(token, " "), true
 }
 
-func bearer(r *http.Request, token string) bool {
-	return subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) == 1
+func sameToken(given, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
+}
+
+// streamAuthorized: with SSE_TOKEN set, the token as a Bearer header or as ?token= (either
+// place is enough).
+func streamAuthorized(r *http.Request) bool {
+	if streamToken == "" {
+		return true
+	}
+	if token, ok := bearerToken(r); ok && sameToken(token, streamToken) {
+		return true
+	}
+	query := r.URL.Query()
+	return query.Has("token") && sameToken(query.Get("token"), streamToken)
 }
 
 // lastEventID reads Last-Event-ID (or ?lastEventId=); -1 when absent or malformed.
@@ -267,25 +281,42 @@ func lastEventID(r *http.Request) int64 {
 	return id
 }
 
+func publishAuthorized(r *http.Request) bool {
+	token, ok := bearerToken(r)
+	return ok && sameToken(token, publishToken)
+}
+
+// handlePublish checks, in order: token (401), Content-Type (415), size (413), body (400).
 func (h *hub) handlePublish(w http.ResponseWriter, r *http.Request) {
-	if publishToken != "" && !bearer(r, publishToken) {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
+	if !publishAuthorized(r) {
+		unauthorized(w)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublish))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "body over 64 KiB"})
-		} else {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "cannot read body"})
-		}
+	if media, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); media != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+		return
+	}
+	if r.ContentLength > maxBodyBytes {
+		// Without "Connection: close", net/http would first read up to 256 KiB of the body
+		// it is refusing, to keep the connection for another request.
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, "body over 64 KiB")
+		return
+	}
+	// Chunked bodies have no length up front: MaxBytesReader fails as soon as one passes the cap.
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "body over 64 KiB")
+		return
+	case err != nil:
+		writeError(w, http.StatusBadRequest, "cannot read body")
 		return
 	}
 	name, data, problem := parsePublish(body)
 	if problem != "" {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": problem})
+		writeError(w, http.StatusBadRequest, problem)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]int64{"id": h.publish(name, data)})
@@ -294,6 +325,13 @@ func (h *hub) handlePublish(w http.ResponseWriter, r *http.Request) {
 // parsePublish checks {"event": "<name>", "data": <any JSON>}; a string data is sent as its
 // text, anything else as compact JSON.
 func parsePublish(body []byte) (name, data, problem string) {
+	// encoding/json would turn invalid UTF-8 into U+FFFD and accepts 10000 levels of nesting.
+	if !utf8.Valid(body) {
+		return "", "", "body is not valid UTF-8"
+	}
+	if tooDeep(body) {
+		return "", "", "body nests deeper than 64 levels"
+	}
 	var msg map[string]json.RawMessage
 	if err := json.Unmarshal(body, &msg); err != nil || msg == nil {
 		return "", "", "body must be a JSON object"
@@ -321,6 +359,29 @@ func parsePublish(body []byte) (name, data, problem string) {
 	return name, data, ""
 }
 
+// tooDeep tells whether arrays and objects nest deeper than maxJSONDepth.
+func tooDeep(body []byte) bool {
+	depth, inString, escaped := 0, false, false
+	for _, c := range body {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '{' || c == '[':
+			if depth++; depth > maxJSONDepth {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
+}
+
 func (h *hub) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		Status  string `json:"status"`
@@ -336,12 +397,46 @@ func preflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// cors runs before the mux, so 404 and 405 answers carry the headers too.
+// methods serves one path: a handler per method (HEAD runs GET's), any other method gets 405.
+// The mux's own 404 and 405 answers are plain text; these are JSON like every other error.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	method := r.Method
+	if method == http.MethodHead {
+		method = http.MethodGet
+	}
+	if handler, ok := m[method]; ok {
+		handler(w, r)
+		return
+	}
+	allow := []string{}
+	for known := range m {
+		allow = append(allow, known)
+		if known == http.MethodGet {
+			allow = append(allow, http.MethodHead)
+		}
+	}
+	slices.Sort(allow)
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+}
+
+// cors runs before the mux, so every answer carries the headers, errors included.
 func cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		next.ServeHTTP(w, r)
 	})
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", "Bearer")
+	writeError(w, http.StatusUnauthorized, "missing or wrong token")
+}
+
+func writeError(w http.ResponseWriter, status int, message string) {
+	writeJSON(w, status, map[string]string{"error": message})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -351,35 +446,44 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func envOr(key, fallback string) string {
-	if v, ok := os.LookupEnv(key); ok && v != "" {
+	if v := os.Getenv(key); v != "" {
 		return v
 	}
 	return fallback
 }
 
 func main() {
+	log.SetFlags(0)
+	if publishToken == "" {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			log.Fatal(err)
+		}
+		publishToken = hex.EncodeToString(b)
+		log.Printf("publish token: %s (set SSE_PUBLISH_TOKEN to choose your own)", publishToken)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	h := newHub()
 	for _, e := range timedEvents {
-		go h.every(ctx, e.name, e.every, e.data)
+		go h.every(ctx, e)
 	}
 
-	// Method patterns make the mux answer 404 for unknown paths and 405 (with Allow) for
-	// known paths asked with another method.
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+streamPath, h.stream)
-	mux.HandleFunc("OPTIONS "+streamPath, preflight)
-	mux.HandleFunc("POST /publish", h.handlePublish)
-	mux.HandleFunc("OPTIONS /publish", preflight)
-	mux.HandleFunc("GET /health", h.health)
+	mux.Handle(streamPath, methods{http.MethodGet: h.stream, http.MethodOptions: preflight})
+	mux.Handle("/publish", methods{http.MethodPost: h.handlePublish, http.MethodOptions: preflight})
+	mux.Handle("/health", methods{http.MethodGet: h.health})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
 
 	addr := net.JoinHostPort(envOr("HOST", "0.0.0.0"), envOr("PORT", defaultPort))
 	srv := &http.Server{
 		Addr:              addr,
 		Handler:           cors(mux),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: 15 * time.Second,
 		WriteTimeout:      30 * time.Second, // streams lift it per write (see stream)
 		IdleTimeout:       60 * time.Second,
 		// Every request context derives from ctx, so a signal ends the open streams:
@@ -390,7 +494,6 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.SetFlags(0)
 	log.Printf("%s listening on http://%s", serverName, addr)
 
 	errc := make(chan error, 1)

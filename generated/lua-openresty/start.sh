@@ -12,7 +12,7 @@ case "$HOST" in
   *) listen="$HOST:$PORT" ;;
 esac
 mkdir -p .nginx/tmp
-echo "listen $listen;" > .nginx/listen.conf
+echo "listen $listen backlog=4096;" > .nginx/listen.conf
 # As root, nginx would run its workers as "nobody"; keep them as the user who started it.
 if [ "$(id -u)" = 0 ]; then set -- -g 'user root;' "$@"; fi
 # SIGTERM/SIGINT reach nginx itself: a fast shutdown closes every stream and exits 0.

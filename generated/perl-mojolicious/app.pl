@@ -2,69 +2,122 @@
 # sse-server: a Server-Sent Events server, Mojolicious::Lite on its own daemon.
 use Mojolicious::Lite -signatures;
 use Mojo::JSON qw(decode_json to_json);
-use Mojo::Util qw(encode secure_compare);
+use Mojo::Util qw(decode encode secure_compare);
 use POSIX qw(strftime);
+use Scalar::Util qw(weaken);
 use Time::HiRes qw(time);
 no warnings 'experimental::builtin';
 use builtin qw(created_as_string);
 
 use constant {
-  RETRY_MS         => 3000,
-  HEARTBEAT_S      => 15,
-  HISTORY          => 100,
-  MAX_CLIENTS      => 10000,
-  MAX_BODY         => 64 * 1024,
-  # A client with this much written but not yet taken by its socket is dropped.
-  MAX_QUEUE_FRAMES => 256,
-  MAX_QUEUE_BYTES  => 1024 * 1024,
-  PUBLISH_TOKEN    => undef,
-  CORS_CREDENTIALS => 0,
+  SERVER_NAME       => "sse-server",
+  DEFAULT_PORT      => 3019,
+  STREAM_PATH       => "/events",
+  RETRY_MS          => 3000,
+  HEARTBEAT_SECONDS => 15,
+  HISTORY_SIZE      => 100,
+  MAX_CLIENTS       => 10000,
+  MAX_QUEUE_BYTES   => 1024 * 1024,
+  MAX_BODY_BYTES    => 64 * 1024,
+  MAX_EVENT_NAME    => 64,
+  MAX_JSON_DEPTH    => 64,
+  HEADER_TIMEOUT    => 15,
 };
-my $stream_token = length($ENV{SSE_TOKEN} // '') ? $ENV{SSE_TOKEN} : undef;
-my %cors_origins = map { $_ => 1 } ("*");
-my @timed_events = (
+use constant TIMED_EVENTS => [
   ["clock", 1000, decode_json("{\"source\":\"server-clock\",\"timezone\":\"UTC\"}")],
   ["stock-price", 2000, decode_json("{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")],
-);
+];
 
-# One process, one event loop: the clients, the history and the id counter live here, and a
-# replay plus the join to the broadcast happen without anything running in between.
-my (%clients, @history);
-my $last_id = 0;
+# Tokens come from the environment only; an empty variable counts as unset.
+my $stream_token = length($ENV{SSE_TOKEN} // '') ? $ENV{SSE_TOKEN} : undef;
+my $publish_token = length($ENV{SSE_PUBLISH_TOKEN} // '') ? $ENV{SSE_PUBLISH_TOKEN} : undef;
+my $publish_token_made = !defined $publish_token;
+$publish_token //= do {
+  open my $random, '<:raw', '/dev/urandom' or die "cannot read /dev/urandom: $!";
+  read $random, my $bytes, 16;
+  unpack 'H*', $bytes;
+};
 
-sub send_frame ($client, $frame) {
-  # $c->write only appends to the response buffer; the drain callback runs once the socket
-  # has taken all of it. What is written in between is this client's queue.
-  if ($client->{frames} >= MAX_QUEUE_FRAMES || $client->{bytes} + length $frame > MAX_QUEUE_BYTES) {
-    delete $clients{$client->{id}};
+# The hub: the id counter, the history and the clients. One process, one event loop: the
+# replay and the join to the broadcast happen with nothing running in between.
+my $hub = {last_id => 0, history => [], clients => {}};
+
+sub frame ($id, $event, $data) {
+  my @lines = split /\r\n|\r|\n/, $data, -1;
+  @lines = ('') unless @lines;
+  return encode 'UTF-8', join '', "id: $id\nevent: $event\n", (map {"data: $_\n"} @lines), "\n";
+}
+
+# $c->write only appends to the response buffer; the drain callback runs once the socket has
+# taken all of it. What is written in between is this client's queue.
+sub send_to ($client, $bytes) {
+  if ($client->{queued} + length $bytes > MAX_QUEUE_BYTES) {
+    unsubscribe($client);
+    # close, not close_gracefully: the client takes nothing, so its socket is closed at once.
     my $stream = Mojo::IOLoop->stream($client->{id});
     $stream->close if $stream;
     return;
   }
-  $client->{frames}++;
-  $client->{bytes} += length $frame;
-  $client->{c}->write($frame => sub { $client->{frames} = $client->{bytes} = 0 });
+  $client->{queued} += length $bytes;
+  $client->{c}->write($bytes => sub { $client->{queued} = 0 });
 }
 
-sub publish ($event, $text) {
-  my $id    = ++$last_id;
-  my @lines = length $text ? split /\r\n|\r|\n/, $text, -1 : ('');
-  my $frame = encode 'UTF-8', join '', "id: $id\nevent: $event\n", (map {"data: $_\n"} @lines), "\n";
-  if (HISTORY) {
-    push @history, [$id, $frame];
-    shift @history if @history > HISTORY;
+sub subscribe ($c, $last_event_id) {
+  my $client = $hub->{clients}{$c->tx->connection} = {id => $c->tx->connection, c => $c, queued => 0};
+  send_to($client, RETRY_MS ? 'retry: ' . RETRY_MS . "\n\n" : ": connected\n\n");
+  if (defined $last_event_id) {
+    send_to($client, $_->[1]) for grep { $_->[0] > $last_event_id } @{$hub->{history}};
   }
-  send_frame($_, $frame) for values %clients;
+  return $client;
+}
+
+sub unsubscribe ($client) { delete $hub->{clients}{$client->{id}} }
+
+sub count () { scalar keys %{$hub->{clients}} }
+
+sub publish ($event, $data) {
+  my $id    = ++$hub->{last_id};
+  my $frame = frame($id, $event, $data);
+  if (HISTORY_SIZE) {
+    push @{$hub->{history}}, [$id, $frame];
+    shift @{$hub->{history}} if @{$hub->{history}} > HISTORY_SIZE;
+  }
+  send_to($_, $frame) for values %{$hub->{clients}};
   return $id;
 }
 
 sub timestamp { my $t = time; strftime('%Y-%m-%dT%H:%M:%S', gmtime $t) . sprintf('.%03dZ', ($t - int $t) * 1000) }
 
-sub bearer ($c) { ($c->req->headers->authorization // '') =~ /\ABearer (.+)\z/ ? $1 : undef }
+sub last_event_id ($c) {
+  my $value = $c->req->headers->header('Last-Event-ID') // $c->req->query_params->param('lastEventId') // '';
+  return $value =~ /\A[0-9]{1,1024}\z/ ? $value : undef;
+}
 
-sub token_ok ($expected, $given) { defined $given && secure_compare($expected, $given) }
+sub bearer ($c) { ($c->req->headers->authorization // '') =~ /\Abearer +(.+)\z/i ? $1 : undef }
 
-sub error ($c, $status, $message) { $c->render(status => $status, json => {error => $message}) }
+sub same ($given, $secret) { defined $given && secure_compare($given, $secret) }
+
+sub stream_authorized ($c) {
+  !defined $stream_token || same(bearer($c), $stream_token) || same($c->req->query_params->param('token'), $stream_token);
+}
+
+sub publish_authorized ($c) { same(bearer($c), $publish_token) }
+
+# Deeper than MAX_JSON_DEPTH? Counted on the text, before the parser recurses into it.
+sub too_deep ($json) {
+  my $depth = 0;
+  while ($json =~ /"(?:[^"\\]++|\\.)*+"|([\[{])|([\]}])/g) {
+    if    (defined $1) { return 1 if ++$depth > MAX_JSON_DEPTH }
+    elsif (defined $2) { $depth-- }
+  }
+  return 0;
+}
+
+sub error ($c, $status, $message) {
+  $c->res->headers->www_authenticate('Bearer') if $status == 401;
+  $c->res->headers->header('Retry-After' => 1) if $status == 503;
+  $c->render(status => $status, json => {error => $message});
+}
 
 sub preflight ($c) {
   $c->res->headers->header('Access-Control-Allow-Methods' => 'GET, POST, OPTIONS');
@@ -77,60 +130,74 @@ sub not_allowed ($allow) {
   sub ($c) { $c->res->headers->allow($allow); error($c, 405, 'method not allowed') }
 }
 
-hook before_dispatch => sub ($c) {
-  my $origin  = $c->req->headers->origin // '';
-  my $headers = $c->res->headers;
-  if ($cors_origins{'*'}) { $headers->header('Access-Control-Allow-Origin' => '*') }
-  else {
-    $headers->vary('Origin');
-    if ($cors_origins{$origin}) {
-      $headers->header('Access-Control-Allow-Origin'      => $origin);
-      $headers->header('Access-Control-Allow-Credentials' => 'true') if CORS_CREDENTIALS;
+sub headers_read ($req) { $req->content->is_parsing_body || $req->content->is_finished }
+
+# Mojolicious reads a whole request body (up to max_request_size, 16 MiB) before a route runs.
+# Stop reading at MAX_BODY_BYTES, or as soon as the headers announce more: the route answers 413.
+# A request whose headers are not complete after HEADER_TIMEOUT seconds is closed.
+hook after_build_tx => sub ($tx, $app) {
+  my $req = $tx->req;
+  $req->on(progress => sub ($req, @) {
+    return unless headers_read($req);
+    my $length = $req->headers->content_length // '';
+    # (progress: the body bytes read so far, chunk sizes included)
+    if (($length =~ /\A[0-9]+\z/ && $length > MAX_BODY_BYTES) || $req->content->progress > MAX_BODY_BYTES) {
+      $req->error({message => 'body over 64 KiB', code => 413});
     }
-  }
+  });
+  weaken $tx;
+  my $timer = Mojo::IOLoop->timer(HEADER_TIMEOUT, sub {
+    return if !$tx || headers_read($req);
+    my $stream = Mojo::IOLoop->stream($tx->connection // '');
+    $stream->close if $stream;
+  });
+  $req->on(finish => sub { Mojo::IOLoop->remove($timer) });
 };
 
-get "/events" => sub ($c) {
-  my $query = $c->req->query_params;
-  if (defined $stream_token && !token_ok($stream_token, bearer($c)) && !token_ok($stream_token, $query->param('token'))) {
-    return error($c, 401, 'unauthorized');
-  }
-  if (keys %clients >= MAX_CLIENTS) {
-    $c->res->headers->header('Retry-After' => 1);
-    return error($c, 503, 'too many clients');
-  }
-  my $last = $c->req->headers->header('Last-Event-ID') // $query->param('lastEventId') // '';
+hook before_dispatch => sub ($c) { $c->res->headers->header('Access-Control-Allow-Origin' => '*') };
 
-  $c->inactivity_timeout(0);    # the daemon would close a quiet stream after 30 s
+# Mojolicious' own 404 and 500 pages are HTML: answer JSON instead.
+hook before_render => sub ($c, $args) {
+  my $template = $args->{template} // '';
+  if    ($template eq 'not_found') { $args->{json} = {error => 'not found'} }
+  elsif ($template eq 'exception') { $args->{json} = {error => 'internal server error'} }
+};
+
+get STREAM_PATH, sub ($c) {
+  return error($c, 401, 'unauthorized') unless stream_authorized($c);
+  return error($c, 503, 'too many clients') if count() >= MAX_CLIENTS;
+
+  $c->inactivity_timeout(0);    # the daemon would close a quiet stream
   my $headers = $c->res->headers;
   $headers->content_type('text/event-stream; charset=utf-8');
   $headers->cache_control('no-store');
   $headers->header('X-Accel-Buffering' => 'no');
 
-  my $id     = $c->tx->connection;
-  my $client = $clients{$id} = {id => $id, c => $c, frames => 0, bytes => 0};
-  # Fires as soon as the connection is gone: the client left, a heartbeat write failed, or
-  # it was dropped.
-  $c->on(finish => sub ($c) { delete $clients{$id} });
-
-  send_frame($client, RETRY_MS ? 'retry: ' . RETRY_MS . "\n\n" : ": connected\n\n");
-  if ($last =~ /\A[0-9]{1,1024}\z/) {
-    send_frame($client, $_->[1]) for grep { $_->[0] > $last } @history;
-  }
+  # Mojolicious 9.31 has no write_sse (it came in 9.41): frames are written by hand.
+  my $client = subscribe($c, last_event_id($c));
+  # Fires as soon as the connection is gone: the client left (also before its first byte),
+  # a write failed, or it was dropped.
+  $c->on(finish => sub ($c) { unsubscribe($client) });
 };
-options "/events" => \&preflight;
-any "/events" => not_allowed('GET, OPTIONS');
+options STREAM_PATH, \&preflight;
+any STREAM_PATH, not_allowed('GET, OPTIONS');
 
 post '/publish' => sub ($c) {
-  return error($c, 401, 'unauthorized') if defined PUBLISH_TOKEN && !token_ok(PUBLISH_TOKEN, bearer($c));
-  return error($c, 413, 'body over 64 KiB') if $c->req->body_size > MAX_BODY;
+  my $req = $c->req;
+  return error($c, 401, 'unauthorized') unless publish_authorized($c);
+  return error($c, 415, 'Content-Type must be application/json')
+    unless ($req->headers->content_type // '') =~ m{\A\s*application/json\s*(?:;|\z)}i;
+  return error($c, 413, 'body over 64 KiB') if (($req->error // {})->{code} // 0) == 413;
 
-  my $message = eval { decode_json($c->req->body) };
+  my $body = $req->body;
+  return error($c, 400, 'body is not valid UTF-8') unless defined decode('UTF-8', $body);
+  return error($c, 400, 'body is nested deeper than ' . MAX_JSON_DEPTH . ' levels') if too_deep($body);
+  my $message = eval { decode_json($body) };
   return error($c, 400, 'body is not JSON')           if $@;
   return error($c, 400, 'body must be a JSON object') if ref $message ne 'HASH';
   my $event = exists $message->{event} ? $message->{event} : 'message';
   # JSON strings decode to Perl strings, numbers to numbers: only created_as_string tells.
-  unless (defined $event && created_as_string($event) && length $event && length $event <= 64 && $event !~ /[\r\n]/) {
+  unless (defined $event && created_as_string($event) && length $event && length $event <= MAX_EVENT_NAME && $event !~ /[\r\n]/) {
     return error($c, 400, 'event must be a string of 1-64 characters without line breaks');
   }
   my $data = $message->{data};
@@ -140,31 +207,37 @@ post '/publish' => sub ($c) {
 options '/publish' => \&preflight;
 any '/publish'     => not_allowed('POST, OPTIONS');
 
-get '/health' => sub ($c) { $c->render(json => {status => 'ok', clients => scalar keys %clients}) };
+get '/health' => sub ($c) { $c->render(json => {status => 'ok', clients => count()}) };
 any '/health' => not_allowed('GET');
 
-for my $timed (@timed_events) {
+for my $timed (@{+TIMED_EVENTS}) {
   my ($name, $every_ms, $data) = @$timed;
   Mojo::IOLoop->recurring($every_ms / 1000 => sub { publish($name, to_json({%$data, timestamp => timestamp()})) });
 }
-Mojo::IOLoop->recurring(HEARTBEAT_S, sub { send_frame($_, ": heartbeat\n\n") for values %clients }) if HEARTBEAT_S;
+if (HEARTBEAT_SECONDS) {
+  Mojo::IOLoop->recurring(HEARTBEAT_SECONDS, sub { send_to($_, ": heartbeat\n\n") for values %{$hub->{clients}} });
+}
 
 hook before_server_start => sub ($server, $app) {
   $server->silent(1);
+  $server->inactivity_timeout(HEADER_TIMEOUT);    # idle connections; streams turn it off
   $server->ioloop->max_connections(MAX_CLIENTS + 100);    # streams, plus room for other requests
   my $url = $server->listen->[0];
-  Mojo::IOLoop->next_tick(sub { say "sse-server listening on $url" });
+  Mojo::IOLoop->next_tick(sub {
+    say "publish token: $publish_token (set SSE_PUBLISH_TOKEN to choose your own)" if $publish_token_made;
+    say SERVER_NAME . " listening on $url";
+  });
 
   # The daemon's own handler stops the loop at once; end every stream first, then stop once
   # the connections are closed (or after 2 s, for clients that stopped reading).
   $SIG{TERM} = $SIG{INT} = sub {
-    $_->{c}->finish for values %clients;
+    $_->{c}->finish for values %{$hub->{clients}};
     Mojo::IOLoop->stop_gracefully;
     Mojo::IOLoop->timer(2 => sub { Mojo::IOLoop->stop });
   };
 };
 
 # PORT and HOST choose where `daemon` listens, unless MOJO_LISTEN or -l says otherwise.
-$ENV{MOJO_LISTEN} //= 'http://' . ($ENV{HOST} || '0.0.0.0') . ':' . ($ENV{PORT} || 3019);
+$ENV{MOJO_LISTEN} //= 'http://' . ($ENV{HOST} || '0.0.0.0') . ':' . ($ENV{PORT} || DEFAULT_PORT);
 $| = 1;
 app->start;

@@ -1,111 +1,143 @@
-"""sse-server: a Server-Sent Events server (FastAPI, sse-starlette, uvicorn)."""
+"""sse-server: a Server-Sent Events server (FastAPI's own SSE support, served by uvicorn)."""
 
 import asyncio
 import hmac
 import json
 import os
 import re
+import secrets
 from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Annotated
 
+import anyio
+import h11
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
-from sse_starlette.sse import SendTimeoutError
-from starlette.datastructures import Headers, MutableHeaders
+from fastapi.sse import EventSourceResponse, ServerSentEvent, format_sse_event
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-NAME = "sse-server"
-PATH = "/events"
+SERVER_NAME = "sse-server"
+DEFAULT_PORT = 3003
+STREAM_PATH = "/events"
 RETRY_MS = 3000
-HEARTBEAT_S = 15
-HISTORY = 100
+HEARTBEAT_SECONDS = 15
+HISTORY_SIZE = 100
 MAX_CLIENTS = 10000
-ALLOWED_ORIGINS = frozenset(["*"])
-ALLOW_ANY_ORIGIN = "*" in ALLOWED_ORIGINS
-ALLOW_CREDENTIALS = False
-STREAM_TOKEN = os.environ.get("SSE_TOKEN") or None
-PUBLISH_TOKEN = None
-# (name, every ms, data) of each event sent on a timer
+MAX_QUEUE_BYTES = 1024 * 1024  # a client further behind than this is dropped...
+MAX_QUEUE_FRAMES = 256  # ...or than this many frames
+MAX_BODY_BYTES = 64 * 1024
+MAX_EVENT_NAME = 64
+MAX_JSON_DEPTH = 64
+HEADER_TIMEOUT_SECONDS = 15
+SEND_TIMEOUT_SECONDS = 5  # a client that takes no bytes for this long while writes wait is cut off
+# (name, every ms, data) of each event sent on a timer; data keeps the spec's key order
 TIMED_EVENTS = [
     ("clock", 1000, json.loads('{"source":"server-clock","timezone":"UTC"}')),
     ("stock-price", 2000, json.loads('{"symbol":"ACME","price":128.42,"currency":"USD","exchange":"NASDAQ"}')),
 ]
-
-QUEUE_FRAMES = 256  # per client; a client that falls further behind is dropped
-QUEUE_BYTES = 1024 * 1024
-SEND_TIMEOUT_S = 5  # a write the client does not take within this closes its connection
-MAX_BODY = 64 * 1024
 LAST_EVENT_ID = re.compile(r"[0-9]{1,1024}")
 PREFLIGHT = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Last-Event-ID, Cache-Control, Content-Type, Authorization",
     "Access-Control-Max-Age": "86400",
 }
+HEARTBEAT = ServerSentEvent(comment="heartbeat")
+
+# Tokens come from the environment only. Without SSE_TOKEN the stream is open to anyone.
+stream_token = os.environ.get("SSE_TOKEN") or None
+publish_token = os.environ.get("SSE_PUBLISH_TOKEN") or None
+if publish_token is None:
+    publish_token = secrets.token_hex(16)
+    print(f"publish token: {publish_token} (set SSE_PUBLISH_TOKEN to choose your own)", flush=True)
+
+
+def frame(event_id: int, event: str, data: str) -> ServerSentEvent:
+    """FastAPI writes it, one `data:` line per line of data (split on CRLF, CR or LF)."""
+    return ServerSentEvent(id=str(event_id), event=event, raw_data=data)
 
 
 class Client:
-    """One open stream: a bounded queue of encoded frames; None ends the stream."""
+    """One open stream: a queue bounded in bytes; None ends the stream."""
 
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_FRAMES)
+    def __init__(self, replay: list[ServerSentEvent]) -> None:
+        self.replay = replay
+        self.queue: asyncio.Queue[tuple[ServerSentEvent, int] | None] = asyncio.Queue(MAX_QUEUE_FRAMES)
         self.queued_bytes = 0
 
-    def offer(self, frame: bytes) -> bool:
-        if self.queue.full() or self.queued_bytes + len(frame) > QUEUE_BYTES:
+    def offer(self, event: ServerSentEvent, size: int) -> bool:
+        if self.queue.full() or self.queued_bytes + size > MAX_QUEUE_BYTES:
             return False
-        self.queued_bytes += len(frame)
-        self.queue.put_nowait(frame)
+        self.queued_bytes += size
+        self.queue.put_nowait((event, size))
         return True
 
     def close(self) -> None:
         while not self.queue.empty():
             self.queue.get_nowait()
-        self.queued_bytes = 0
         self.queue.put_nowait(None)
 
-    async def next_frame(self) -> bytes | None:
-        frame = await self.queue.get()
-        if frame is not None:
-            self.queued_bytes -= len(frame)
-        return frame
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        while (item := await self.queue.get()) is not None:
+            event, size = item
+            self.queued_bytes -= size
+            yield event
 
 
-class Broker:
-    """Event ids, recent history and the open streams. Runs on the event loop only."""
+def size_of(event: ServerSentEvent) -> int:
+    return len(format_sse_event(data_str=event.raw_data, event=event.event, id=event.id, comment=event.comment))
+
+
+class Hub:
+    """The id counter, the history and the open streams. Runs on the event loop only, so a
+    method without an await is one step: nothing else runs in between."""
 
     def __init__(self) -> None:
         self.last_id = 0
-        self.history: deque[tuple[int, bytes]] = deque(maxlen=HISTORY)
+        self.history: deque[tuple[int, ServerSentEvent]] = deque(maxlen=HISTORY_SIZE)
         self.clients: set[Client] = set()
 
-    def publish(self, event: str, text: str) -> int:
+    def subscribe(self, last_event_id: int | None) -> Client | None:
+        """Join the broadcast and take the replay of the events after last_event_id."""
+        if len(self.clients) >= MAX_CLIENTS:
+            return None
+        replay = [event for n, event in self.history if last_event_id is not None and n > last_event_id]
+        client = Client(replay)
+        self.clients.add(client)
+        return client
+
+    def unsubscribe(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def count(self) -> int:
+        return len(self.clients)
+
+    def publish(self, event: str, data: str) -> int:
         self.last_id += 1
-        frame = ServerSentEvent(text, event=event, id=str(self.last_id), sep="\n").encode()
-        self.history.append((self.last_id, frame))
-        for client in list(self.clients):
-            if not client.offer(frame):  # never wait for a slow client: drop it
-                self.drop(client)
+        sse = frame(self.last_id, event, data)
+        self.history.append((self.last_id, sse))
+        self.broadcast(sse)
         return self.last_id
 
-    def subscribe(self, last_id: int | None) -> tuple[Client, list[bytes]]:
-        # No await in here: the replay snapshot and joining the broadcast happen in one step.
-        client = Client()
-        self.clients.add(client)
-        replay = [frame for n, frame in self.history if last_id is not None and n > last_id]
-        return client, replay
-
-    def drop(self, client: Client) -> None:
-        self.clients.discard(client)
-        client.close()
+    def broadcast(self, event: ServerSentEvent) -> None:
+        size = size_of(event)
+        for client in list(self.clients):
+            if not client.offer(event, size):  # never wait for a slow client: drop it
+                self.clients.discard(client)
+                client.close()
 
     def close_all(self) -> None:
         for client in list(self.clients):
-            self.drop(client)
+            self.clients.discard(client)
+            client.close()
 
 
-broker = Broker()
+hub = Hub()
 
 
 def as_text(data) -> str:
@@ -117,21 +149,29 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def tick(name: str, every_ms: int, data: dict) -> None:
+async def every(name: str, every_ms: int, data: dict) -> None:
     loop = asyncio.get_running_loop()
     due = loop.time()
     while True:
         due += every_ms / 1000
         await asyncio.sleep(max(0, due - loop.time()))
-        broker.publish(name, as_text({**data, "timestamp": now_iso()}))
+        hub.publish(name, as_text({**data, "timestamp": now_iso()}))
+
+
+async def heartbeat() -> None:
+    """One ticker for all streams: `: heartbeat` every HEARTBEAT_SECONDS, events or not."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        hub.broadcast(HEARTBEAT)
 
 
 @asynccontextmanager
 async def lifespan(_: FastAPI):
-    timers = [asyncio.create_task(tick(*event)) for event in TIMED_EVENTS]
+    tasks = [asyncio.create_task(every(*event)) for event in TIMED_EVENTS]
+    tasks.append(asyncio.create_task(heartbeat()))
     yield
-    for timer in timers:
-        timer.cancel()
+    for task in tasks:
+        task.cancel()
 
 
 class Cors:
@@ -141,38 +181,63 @@ class Cors:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        origin = Headers(scope=scope).get("origin") if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
 
         async def send_with_cors(message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if ALLOW_ANY_ORIGIN:
-                    headers["Access-Control-Allow-Origin"] = "*"
-                else:
-                    headers.add_vary_header("Origin")
-                    if origin in ALLOWED_ORIGINS:
-                        headers["Access-Control-Allow-Origin"] = origin
-                        if ALLOW_CREDENTIALS:
-                            headers["Access-Control-Allow-Credentials"] = "true"
+                headers["Access-Control-Allow-Origin"] = "*"
             await send(message)
 
         await self.app(scope, receive, send_with_cors)
 
 
-app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+class QuietDisconnect:
+    """FastAPI's SSE keep-alive task raises BrokenResourceError when a client goes away while
+    a write waits (fastapi discussion #15725): the stream is over, there is nothing to log."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except* anyio.BrokenResourceError:
+            pass
+
+
+app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None, redirect_slashes=False)
 app.add_middleware(Cors)
+app.add_middleware(QuietDisconnect)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def has_token(request: Request, token: str, allow_query: bool) -> bool:
-    given = request.headers.get("authorization", "")
-    given = given[7:] if given[:7].lower() == "bearer " else None
-    if given is None and allow_query:
-        given = request.query_params.get("token")
-    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+@app.exception_handler(StarletteHTTPException)
+async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Errors are JSON, the framework's own 404 and 405 (which keeps its Allow) included."""
+    message = {404: "not found", 405: "method not allowed"}.get(exc.status_code, exc.detail)
+    return error(exc.status_code, message, exc.headers)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of "Authorization: Bearer <token>", the scheme in any case."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.lstrip(" ") if scheme.lower() == "bearer" else None
+
+
+def same_token(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def stream_authorized(request: Request) -> bool:
+    """With SSE_TOKEN set, the token as a Bearer header or as ?token= (either is enough)."""
+    return stream_token is None or any(
+        same_token(given, stream_token) for given in (bearer_token(request), request.query_params.get("token"))
+    )
 
 
 def last_event_id(request: Request) -> int | None:
@@ -180,71 +245,134 @@ def last_event_id(request: Request) -> int | None:
     return int(value) if LAST_EVENT_ID.fullmatch(value) else None
 
 
-class EventStream(EventSourceResponse):
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            pass  # the client stopped reading (see SEND_TIMEOUT_S); uvicorn closes the connection
-
-
-async def frames(client: Client, replay: list[bytes]):
+async def subscription(request: Request) -> AsyncIterator[Client]:
+    """Refuses the stream (401, 503) before it starts; leaves the hub when the response ends,
+    also when the client hung up before the first byte (FastAPI runs this `finally` after
+    the response, whatever ended it)."""
+    if not stream_authorized(request):
+        raise HTTPException(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
+    client = hub.subscribe(last_event_id(request))
+    if client is None:
+        raise HTTPException(503, "too many clients", {"Retry-After": "1"})
     try:
-        yield ServerSentEvent(retry=RETRY_MS, sep="\n") if RETRY_MS else b": connected\n\n"
-        for frame in replay:
-            yield frame
-        while (frame := await client.next_frame()) is not None:
-            yield frame
-    finally:  # ended, dropped, or the client went away (sse-starlette cancels us at once)
-        broker.clients.discard(client)
+        yield client
+    finally:
+        hub.unsubscribe(client)
 
 
-@app.get(PATH)
-async def stream(request: Request):
-    if STREAM_TOKEN and not has_token(request, STREAM_TOKEN, allow_query=True):
-        return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
-    if len(broker.clients) >= MAX_CLIENTS:
-        return error(503, "too many clients", {"Retry-After": "1"})
-    client, replay = broker.subscribe(last_event_id(request))
-    return EventStream(
-        frames(client, replay),
-        sep="\n",
-        ping=HEARTBEAT_S,
-        ping_message_factory=lambda: ServerSentEvent(comment="heartbeat", sep="\n"),
-        send_timeout=SEND_TIMEOUT_S,
-    )
+@app.get(STREAM_PATH, response_class=EventSourceResponse)
+async def stream(client: Annotated[Client, Depends(subscription)]) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(retry=RETRY_MS)
+    for event in client.replay:
+        yield event
+    async for event in client.events():
+        yield event
+
+
+def publish_authorized(request: Request) -> bool:
+    return same_token(bearer_token(request), publish_token)
+
+
+def nesting(value) -> int:
+    depth, level = 0, [value]
+    while level := [v for v in level if isinstance(v, dict | list)]:
+        depth += 1
+        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
+    return depth
+
+
+def reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 @app.post("/publish")
 async def publish(request: Request):
-    if PUBLISH_TOKEN and not has_token(request, PUBLISH_TOKEN, allow_query=False):
+    """Checks, in order: token (401), Content-Type (415), size (413), body (400)."""
+    if not publish_authorized(request):
         return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return error(415, "Content-Type must be application/json")
+    too_large = error(413, "body over 64 KiB", {"Connection": "close"})
+    if int(request.headers.get("content-length", "0")) > MAX_BODY_BYTES:
+        return too_large
     body = bytearray()
-    async for chunk in request.stream():
+    async for chunk in request.stream():  # chunked or not, refused as soon as it passes the cap
         body += chunk
-        if len(body) > MAX_BODY:
-            return error(413, "body over 64 KiB")
+        if len(body) > MAX_BODY_BYTES:
+            return too_large
     try:
-        message = json.loads(body)
+        message = json.loads(body.decode("utf-8"), parse_constant=reject_constant)
+    except UnicodeDecodeError:
+        return error(400, "body is not valid UTF-8")
+    except RecursionError:
+        return error(400, "body nests deeper than 64 levels")
     except ValueError:
         return error(400, "body is not JSON")
+    if nesting(message) > MAX_JSON_DEPTH:
+        return error(400, "body nests deeper than 64 levels")
     if not isinstance(message, dict):
         return error(400, "body must be a JSON object")
     event = message.get("event", "message")
-    if not isinstance(event, str) or not 0 < len(event) <= 64 or "\r" in event or "\n" in event:
-        return error(400, "event must be a one-line string of 1-64 characters")
-    return JSONResponse({"id": broker.publish(event, as_text(message.get("data")))}, status_code=202)
+    if not isinstance(event, str) or not 0 < len(event) <= MAX_EVENT_NAME or "\r" in event or "\n" in event:
+        return error(400, "event must be a string of 1-64 characters without line breaks")
+    data = as_text(message.get("data"))
+    try:
+        (event + data).encode()
+    except UnicodeEncodeError:  # a \ud800 escape: valid JSON text, not sendable as UTF-8
+        return error(400, "body holds an unpaired surrogate")
+    return JSONResponse({"id": hub.publish(event, data)}, status_code=202)
 
 
 @app.options("/publish")
-@app.options(PATH)
+@app.options(STREAM_PATH)
 async def preflight() -> Response:
     return Response(status_code=204, headers=PREFLIGHT)
 
 
 @app.get("/health")
 async def health():
-    return {"status": "ok", "clients": len(broker.clients)}
+    return {"status": "ok", "clients": hub.count()}
+
+
+class Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol plus two limits it lacks. Request headers must be complete
+    within HEADER_TIMEOUT_SECONDS (uvicorn's keep-alive timeout stops at a request's first
+    byte). A client that takes no bytes for SEND_TIMEOUT_SECONDS while writes wait is cut
+    off: uvicorn would wait for it forever, and close() would wait for its buffer to drain."""
+
+    header_timer: asyncio.TimerHandle | None = None
+    stall_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self.transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.header_timer is not None and self.conn.their_state is not h11.IDLE:
+            self.header_timer.cancel()  # the request's headers are in
+            self.header_timer = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self.header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self.transport.abort)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.stall_timer = self.loop.call_later(SEND_TIMEOUT_SECONDS, self.transport.abort)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.stall_timer is not None:
+            self.stall_timer.cancel()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self.header_timer, self.stall_timer):
+            if timer is not None:
+                timer.cancel()
+        super().connection_lost(exc)
 
 
 class Server(uvicorn.Server):
@@ -252,7 +380,7 @@ class Server(uvicorn.Server):
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.started:
-            print(f"{NAME} listening on http://{self.config.host}:{self.config.port}", flush=True)
+            print(f"{SERVER_NAME} listening on http://{self.config.host}:{self.config.port}", flush=True)
 
     def handle_exit(self, sig, frame) -> None:
         # uvicorn waits for open responses before it exits, and streams never end by
@@ -260,10 +388,10 @@ class Server(uvicorn.Server):
         # the signal after shutdown, so SIGTERM and SIGINT exit 0.
         self.force_exit = self.should_exit
         self.should_exit = True
-        self.loop.call_soon_threadsafe(broker.close_all)
+        self.loop.call_soon_threadsafe(hub.close_all)
 
 
 if __name__ == "__main__":
-    host = os.environ.get("HOST", "0.0.0.0")
-    port = int(os.environ.get("PORT", "3003"))
-    Server(uvicorn.Config(app, host=host, port=port, timeout_graceful_shutdown=3)).run()
+    host = os.environ.get("HOST") or "0.0.0.0"
+    port = int(os.environ.get("PORT") or DEFAULT_PORT)
+    Server(uvicorn.Config(app, host=host, port=port, http=Protocol, timeout_graceful_shutdown=3)).run()

@@ -5,6 +5,7 @@ import json
 import os
 import queue
 import re
+import secrets
 import socket
 import threading
 import time
@@ -12,58 +13,62 @@ from collections import deque
 from datetime import UTC, datetime
 
 import gevent
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
 
-NAME = "sse-server"
-PATH = "/events"
+SERVER_NAME = "sse-server"
+DEFAULT_PORT = 3002
+STREAM_PATH = "/events"
 RETRY_MS = 3000
-HEARTBEAT_S = 15
-HISTORY = 100
+HEARTBEAT_SECONDS = 15
+HISTORY_SIZE = 100
 MAX_CLIENTS = 10000
-ALLOWED_ORIGINS = frozenset(["*"])
-ALLOW_ANY_ORIGIN = "*" in ALLOWED_ORIGINS
-ALLOW_CREDENTIALS = False
-STREAM_TOKEN = os.environ.get("SSE_TOKEN") or None
-PUBLISH_ENABLED = True
-PUBLISH_TOKEN = None
-# (name, every ms, data) of each event sent on a timer
+MAX_QUEUE_BYTES = 1024 * 1024  # a client further behind than this is dropped...
+MAX_QUEUE_FRAMES = 256  # ...or than this many frames
+MAX_BODY_BYTES = 64 * 1024
+MAX_EVENT_NAME = 64
+MAX_JSON_DEPTH = 64
+# (name, every ms, data) of each event sent on a timer; data keeps the spec's key order
 TIMED_EVENTS = [
     ("clock", 1000, json.loads('{"source":"server-clock","timezone":"UTC"}')),
     ("stock-price", 2000, json.loads('{"symbol":"ACME","price":128.42,"currency":"USD","exchange":"NASDAQ"}')),
 ]
-
-QUEUE_FRAMES = 256  # per client; a client that falls further behind is dropped
-QUEUE_BYTES = 1024 * 1024
-MAX_BODY = 64 * 1024
 LAST_EVENT_ID = re.compile(r"[0-9]{1,1024}")
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-PREFLIGHT_PATHS = {PATH, "/publish"} if PUBLISH_ENABLED else {PATH}
+PREFLIGHT_PATHS = frozenset([STREAM_PATH, "/publish"])
 PREFLIGHT = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Last-Event-ID, Cache-Control, Content-Type, Authorization",
     "Access-Control-Max-Age": "86400",
 }
 
+# Tokens come from the environment only (gunicorn.conf.py refuses to start without a
+# required SSE_TOKEN). Without SSE_TOKEN the stream is open to anyone.
+stream_token = os.environ.get("SSE_TOKEN") or None
+publish_token = os.environ.get("SSE_PUBLISH_TOKEN") or None
+if publish_token is None:
+    publish_token = secrets.token_hex(16)
+    print(f"publish token: {publish_token} (set SSE_PUBLISH_TOKEN to choose your own)", flush=True)
+
 
 # Flask has no SSE support of its own: frames are written by hand.
-def frame(event_id: int, event: str, text: str) -> bytes:
-    data = "".join(f"data: {line}\n" for line in LINE_BREAK.split(text))
-    return f"id: {event_id}\nevent: {event}\n{data}\n".encode()
+def frame(event_id: int, event: str, data: str) -> bytes:
+    lines = "".join(f"data: {line}\n" for line in LINE_BREAK.split(data))
+    return f"id: {event_id}\nevent: {event}\n{lines}\n".encode()
 
 
 class Client:
-    """One open stream: a bounded queue of encoded frames; None ends the stream."""
+    """One open stream: a queue bounded in bytes; None ends the stream."""
 
     def __init__(self, sock: socket.socket | None) -> None:
-        self.queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_FRAMES)
+        self.queue: queue.Queue[bytes | None] = queue.Queue(MAX_QUEUE_FRAMES)
         self.queued_bytes = 0
         self.sock = sock
-        self.greenlet = gevent.getcurrent()  # the one serving this request
 
     def offer(self, frame: bytes) -> bool:
-        if self.queue.full() or self.queued_bytes + len(frame) > QUEUE_BYTES:
+        if self.queue.full() or self.queued_bytes + len(frame) > MAX_QUEUE_BYTES:
             return False
         self.queued_bytes += len(frame)
         self.queue.put_nowait(frame)
@@ -75,14 +80,20 @@ class Client:
                 self.queue.get_nowait()
         except queue.Empty:
             pass
-        self.queued_bytes = 0
         self.queue.put_nowait(None)
 
     def hang_up(self) -> None:
-        """Drop a client that stopped reading: its greenlet may be stuck in a send that never
-        completes, so end it (gunicorn then closes the connection)."""
+        """End a client that stopped reading. Its greenlet may wait forever in a send, so shut
+        the connection down: the send fails (EPIPE) and gunicorn closes the socket. Through a
+        duplicate descriptor: gevent's own shutdown() would wake that greenlet with EBADF,
+        which gunicorn logs as an error."""
         self.close()
-        self.greenlet.kill(block=False)
+        if self.sock is not None:
+            try:
+                with socket.socket(fileno=os.dup(self.sock.fileno())) as dup:
+                    dup.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def next_frame(self, timeout: float | None) -> bytes | None:
         frame = self.queue.get(timeout=timeout)  # raises queue.Empty when idle that long
@@ -98,41 +109,46 @@ class Client:
         except OSError:
             gone = True
         if gone:
-            broker.forget(self)
+            hub.unsubscribe(self)
             self.close()
 
 
-class Broker:
-    """Event ids, recent history and the open streams, shared by every greenlet."""
+class Hub:
+    """The id counter, the history and the open streams, shared by every greenlet."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.last_id = 0
-        self.history: deque[tuple[int, bytes]] = deque(maxlen=HISTORY)
+        self.history: deque[tuple[int, bytes]] = deque(maxlen=HISTORY_SIZE)
         self.clients: set[Client] = set()
 
-    def publish(self, event: str, text: str) -> int:
+    def subscribe(self, last_event_id: int | None, sock: socket.socket | None) -> tuple[Client | None, list[bytes]]:
+        """Join the broadcast and take the replay in one step (one lock); None when full."""
+        with self.lock:
+            if len(self.clients) >= MAX_CLIENTS:
+                return None, []
+            client = Client(sock)
+            self.clients.add(client)
+            replay = [f for n, f in self.history if last_event_id is not None and n > last_event_id]
+        return client, replay
+
+    def unsubscribe(self, client: Client) -> None:
+        with self.lock:
+            self.clients.discard(client)
+
+    def count(self) -> int:
+        return len(self.clients)
+
+    def publish(self, event: str, data: str) -> int:
         with self.lock:
             self.last_id += 1
-            encoded = frame(self.last_id, event, text)
+            encoded = frame(self.last_id, event, data)
             self.history.append((self.last_id, encoded))
             for client in list(self.clients):
                 if not client.offer(encoded):  # never wait for a slow client: drop it
                     self.clients.discard(client)
                     client.hang_up()
             return self.last_id
-
-    def subscribe(self, last_id: int | None, sock: socket.socket | None) -> tuple[Client, list[bytes]]:
-        # One lock: the replay snapshot and joining the broadcast happen in one step.
-        client = Client(sock)
-        with self.lock:
-            self.clients.add(client)
-            replay = [f for n, f in self.history if last_id is not None and n > last_id]
-        return client, replay
-
-    def forget(self, client: Client) -> None:
-        with self.lock:
-            self.clients.discard(client)
 
     def close_all(self) -> None:
         with self.lock:
@@ -141,7 +157,7 @@ class Broker:
             client.close()
 
 
-broker = Broker()
+hub = Hub()
 
 
 def as_text(data) -> str:
@@ -153,21 +169,22 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def tick(name: str, every_ms: int, data: dict) -> None:
+def every(name: str, every_ms: int, data: dict) -> None:
     due = time.monotonic()
     while True:
         due += every_ms / 1000
         time.sleep(max(0, due - time.monotonic()))
-        broker.publish(name, as_text({**data, "timestamp": now_iso()}))
+        hub.publish(name, as_text({**data, "timestamp": now_iso()}))
 
 
 def start_timers() -> None:
     """One timer per timed event for the whole server (gunicorn.conf.py calls this)."""
     for event in TIMED_EVENTS:
-        threading.Thread(target=tick, args=event, daemon=True).start()
+        threading.Thread(target=every, args=event, daemon=True).start()
 
 
 app = Flask(__name__)
+app.json.sort_keys = False
 
 
 @app.before_request
@@ -179,28 +196,37 @@ def preflight():
 
 @app.after_request
 def cors(response: Response) -> Response:
-    if ALLOW_ANY_ORIGIN:
-        response.headers["Access-Control-Allow-Origin"] = "*"
-    else:
-        response.vary.add("Origin")
-        origin = request.headers.get("Origin")
-        if origin in ALLOWED_ORIGINS:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            if ALLOW_CREDENTIALS:
-                response.headers["Access-Control-Allow-Credentials"] = "true"
+    response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None):
-    return jsonify(error=message), status, headers or {}
+    return {"error": message}, status, headers or {}
 
 
-def has_token(token: str, allow_query: bool) -> bool:
-    given = request.headers.get("Authorization", "")
-    given = given[7:] if given[:7].lower() == "bearer " else None
-    if given is None and allow_query:
-        given = request.args.get("token")
-    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+@app.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    """Errors are JSON, Werkzeug's own 404 and 405 (with its Allow) included."""
+    message = {404: "not found", 405: "method not allowed"}.get(exc.code, exc.description)
+    response = exc.get_response()
+    response.set_data(json.dumps({"error": message}, separators=(",", ":")))
+    response.content_type = "application/json"
+    return response
+
+
+def bearer_token() -> str | None:
+    """The token of "Authorization: Bearer <token>", the scheme in any case."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.lstrip(" ") if scheme.lower() == "bearer" else None
+
+
+def same_token(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def stream_authorized() -> bool:
+    """With SSE_TOKEN set, the token as a Bearer header or as ?token= (either is enough)."""
+    return stream_token is None or any(same_token(given, stream_token) for given in (bearer_token(), request.args.get("token")))
 
 
 def last_event_id() -> int | None:
@@ -211,55 +237,92 @@ def last_event_id() -> int | None:
 def frames(client: Client, replay: list[bytes]):
     watcher = gevent.spawn(client.watch) if client.sock is not None else None
     try:
-        yield f"retry: {RETRY_MS}\n\n".encode() if RETRY_MS else b": connected\n\n"
+        yield b"retry: %d\n\n" % RETRY_MS
         yield from replay
+        next_beat = time.monotonic() + HEARTBEAT_SECONDS
         while True:
             try:
-                frame = client.next_frame(timeout=HEARTBEAT_S or None)
-            except queue.Empty:
+                frame = client.next_frame(timeout=max(0, next_beat - time.monotonic()))
+            except queue.Empty:  # every HEARTBEAT_SECONDS, events or not
                 frame = b": heartbeat\n\n"
+                next_beat = time.monotonic() + HEARTBEAT_SECONDS
             if frame is None:
                 return
             yield frame
-    finally:  # ended, dropped, or the write failed (gunicorn closes the generator)
-        broker.forget(client)
+    finally:
         if watcher is not None:
             watcher.kill()
 
 
-@app.get(PATH)
+@app.get(STREAM_PATH)
 def stream():
-    if STREAM_TOKEN and not has_token(STREAM_TOKEN, allow_query=True):
+    if not stream_authorized():
         return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
-    if len(broker.clients) >= MAX_CLIENTS:
-        return error(503, "too many clients", {"Retry-After": "1"})
     if request.method == "HEAD":  # Werkzeug never runs the body of a HEAD response: open no stream
         return Response(content_type=EVENT_STREAM, headers=STREAM_HEADERS)
-    client, replay = broker.subscribe(last_event_id(), request.environ.get("gunicorn.socket"))
-    return Response(frames(client, replay), content_type=EVENT_STREAM, headers=STREAM_HEADERS)
+    client, replay = hub.subscribe(last_event_id(), request.environ.get("gunicorn.socket"))
+    if client is None:
+        return error(503, "too many clients", {"Retry-After": "1"})
+    response = Response(frames(client, replay), content_type=EVENT_STREAM, headers=STREAM_HEADERS)
+    # gunicorn closes the response whatever ended it (done, dropped, a failed write, or a
+    # hang-up before the first byte, when the generator never ran): leave the hub then.
+    response.call_on_close(lambda: hub.unsubscribe(client))
+    return response
 
 
-if PUBLISH_ENABLED:
+def publish_authorized() -> bool:
+    return same_token(bearer_token(), publish_token)
 
-    @app.post("/publish")
-    def publish():
-        if PUBLISH_TOKEN and not has_token(PUBLISH_TOKEN, allow_query=False):
-            return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
-        body = request.stream.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            return error(413, "body over 64 KiB")
-        try:
-            message = json.loads(body)
-        except ValueError:
-            return error(400, "body is not JSON")
-        if not isinstance(message, dict):
-            return error(400, "body must be a JSON object")
-        event = message.get("event", "message")
-        if not isinstance(event, str) or not 0 < len(event) <= 64 or "\r" in event or "\n" in event:
-            return error(400, "event must be a one-line string of 1-64 characters")
-        return jsonify(id=broker.publish(event, as_text(message.get("data")))), 202
+
+def nesting(value) -> int:
+    depth, level = 0, [value]
+    while level := [v for v in level if isinstance(v, dict | list)]:
+        depth += 1
+        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
+    return depth
+
+
+def reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+@app.post("/publish")
+def publish():
+    """Checks, in order: token (401), Content-Type (415), size (413), body (400)."""
+    if not publish_authorized():
+        return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
+    if request.mimetype != "application/json":
+        return error(415, "Content-Type must be application/json")
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return error(413, "body over 64 KiB")
+    # Werkzeug's MAX_CONTENT_LENGTH would cut a chunked body at the cap without an error;
+    # gunicorn reads chunked bodies, so read one byte past the cap and look.
+    body = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        return error(413, "body over 64 KiB")
+    try:
+        message = json.loads(body.decode("utf-8"), parse_constant=reject_constant)
+    except UnicodeDecodeError:
+        return error(400, "body is not valid UTF-8")
+    except RecursionError:
+        return error(400, "body nests deeper than 64 levels")
+    except ValueError:
+        return error(400, "body is not JSON")
+    if nesting(message) > MAX_JSON_DEPTH:
+        return error(400, "body nests deeper than 64 levels")
+    if not isinstance(message, dict):
+        return error(400, "body must be a JSON object")
+    event = message.get("event", "message")
+    if not isinstance(event, str) or not 0 < len(event) <= MAX_EVENT_NAME or "\r" in event or "\n" in event:
+        return error(400, "event must be a string of 1-64 characters without line breaks")
+    data = as_text(message.get("data"))
+    try:
+        (event + data).encode()
+    except UnicodeEncodeError:  # a \ud800 escape: valid JSON text, not sendable as UTF-8
+        return error(400, "body holds an unpaired surrogate")
+    return {"id": hub.publish(event, data)}, 202
 
 
 @app.get("/health")
 def health():
-    return jsonify(status="ok", clients=len(broker.clients))
+    return {"status": "ok", "clients": hub.count()}

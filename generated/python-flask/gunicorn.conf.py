@@ -2,8 +2,8 @@
 import os
 import signal
 
-_host = os.environ.get("HOST", "0.0.0.0")
-_port = int(os.environ.get("PORT", "3002"))
+_host = os.environ.get("HOST") or "0.0.0.0"
+_port = int(os.environ.get("PORT") or "3002")
 
 bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
 # One process: event ids, history and the open streams live in its memory.
@@ -11,6 +11,9 @@ workers = 1
 # gevent: each open stream is a greenlet, not a thread, and writes go straight to the socket.
 worker_class = "gevent"
 worker_connections = 10000 + 100  # the app answers 503 past 10000 streams
+# The gevent worker gives each request's headers this long to arrive (then closes the
+# connection); it is also how long an idle keep-alive connection stays open.
+keepalive = 15
 # Streams are ended on SIGTERM (below); this only bounds a stream stuck in a write.
 graceful_timeout = 3
 control_socket_disable = True  # no ~/.gunicorn/gunicorn.ctl shared by every gunicorn on the machine
@@ -18,7 +21,7 @@ control_socket_disable = True  # no ~/.gunicorn/gunicorn.ctl shared by every gun
 
 def post_worker_init(worker):
     import gevent
-    from app import NAME, broker, start_timers
+    from app import SERVER_NAME, hub, start_timers
 
     start_timers()
 
@@ -26,7 +29,7 @@ def post_worker_init(worker):
     # finishes by itself: end every stream first. (Off the signal handler: it takes a lock.)
     def ending_streams(then):
         def handler(sig, frame):
-            gevent.spawn(broker.close_all)
+            gevent.spawn(hub.close_all)
             then(sig, frame)
 
         return handler
@@ -34,4 +37,4 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, ending_streams(worker.handle_exit))
     signal.signal(signal.SIGINT, ending_streams(worker.handle_quit))
     signal.signal(signal.SIGQUIT, ending_streams(worker.handle_quit))
-    print(f"{NAME} listening on http://{_host}:{_port}", flush=True)
+    print(f"{SERVER_NAME} listening on http://{_host}:{_port}", flush=True)

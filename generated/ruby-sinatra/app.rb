@@ -1,23 +1,28 @@
 # frozen_string_literal: true
 
-# sse-server: a Server-Sent Events server, Sinatra on Thin (EventMachine).
+# sse-server: a Server-Sent Events server, Sinatra on Puma.
 require "json"
+require "securerandom"
 require "set"
+require "socket"
 require "sinatra/base"
-require "thin"
+require "puma"
+require "puma/server"
 
+$stdout.sync = true
+
+SERVER_NAME = "sse-server"
+DEFAULT_PORT = 3009
 STREAM_PATH = "/events"
 RETRY_MS = 3000
-HEARTBEAT_S = 15
-HISTORY = 100
+HEARTBEAT_SECONDS = 15
+HISTORY_SIZE = 100
 MAX_CLIENTS = 10000
-MAX_BODY = 64 * 1024
-# A client whose unsent output passes this is dropped.
+# A client with more than this many bytes of frames waiting is dropped.
 MAX_QUEUE_BYTES = 1024 * 1024
-STREAM_TOKEN = ENV["SSE_TOKEN"].to_s.empty? ? nil : ENV["SSE_TOKEN"]
-PUBLISH_TOKEN = nil
-CORS_ORIGINS = ["*"].freeze
-CORS_CREDENTIALS = false
+MAX_BODY_BYTES = 64 * 1024
+MAX_EVENT_NAME = 64
+MAX_JSON_DEPTH = 64
 TIMED_EVENTS = [
   ["clock", 1000, JSON.parse("{\"source\":\"server-clock\",\"timezone\":\"UTC\"}")],
   ["stock-price", 2000, JSON.parse("{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")],
@@ -28,73 +33,164 @@ ALLOWED_METHODS = {
   "/health" => "GET",
 }.freeze
 
-# The streams, the history and the id counter. Only the EventMachine reactor thread touches
-# them, so there is no lock: a replay and the join to the broadcast happen in one reactor turn.
+# Every open stream holds one Puma thread until it ends: the thread pool is sized from this
+# cap, plus a few threads for /health, /publish and the 503 answers at the cap.
+def env_var(key) = ENV[key].to_s.empty? ? nil : ENV[key]
+
+MAX_STREAMS = [MAX_CLIENTS, Integer(env_var("SSE_MAX_STREAMS") || MAX_CLIENTS)].min
+SPARE_THREADS = 8
+
+STREAM_TOKEN = env_var("SSE_TOKEN")
+PUBLISH_TOKEN = env_var("SSE_PUBLISH_TOKEN") || SecureRandom.hex(16).tap { |token|
+  puts "publish token: #{token} (set SSE_PUBLISH_TOKEN to choose your own)"
+}
+HEADER_TIMEOUT = 10 # seconds
+
+# Two limits Puma 5.6 lacks, added to its connection class (Puma::Client, pinned at 5.6.5).
+module PumaLimits
+  TOO_LARGE = "sse.body_too_large"
+
+  # Puma restarts a connection's timeout whenever more bytes arrive, so request headers that
+  # trickle in would never time out: count HEADER_TIMEOUT from the first wait instead.
+  def set_timeout(seconds)
+    super
+    return unless @read_header
+
+    @headers_due ||= @timeout_at
+    @timeout_at = [@timeout_at, @headers_due].min
+  end
+
+  def reset(fast_check = true)
+    @headers_due = nil
+    super
+  end
+
+  private
+
+  # Puma reads a whole request body before the app runs (past 112 KB into a temp file), with
+  # no size limit (http_content_length_limit came with Puma 6.3). This stops reading at
+  # MAX_BODY_BYTES, chunked or not, so /publish answers 413 in its own order while the rest is
+  # still arriving; the connection is closed after that answer.
+  def setup_body
+    length = @env["CONTENT_LENGTH"]
+    if !@env.key?("HTTP_TRANSFER_ENCODING") && length.to_s.match?(/\A\d+\z/) && length.to_i > MAX_BODY_BYTES
+      return body_too_large
+    end
+
+    catch(TOO_LARGE) { return super }
+    body_too_large
+  end
+
+  def read_chunked_body
+    catch(TOO_LARGE) { return super }
+    body_too_large
+  end
+
+  def write_chunk(str)
+    super.tap { throw TOO_LARGE if @chunked_content_length > MAX_BODY_BYTES }
+  end
+
+  def body_too_large
+    @tempfile&.close
+    @tempfile = nil
+    @body = StringIO.new
+    @chunked_body = false
+    @buffer = nil
+    @env[TOO_LARGE] = true
+    @env["HTTP_CONNECTION"] = "close"
+    set_ready
+    true
+  end
+end
+Puma::Client.prepend(PumaLimits)
+
+# The ids, the history and the clients, behind one lock.
 class Hub
-  # `pending` holds what is published between taking the slot and the stream's start.
-  Client = Struct.new(:conn, :out, :pending)
+  Client = Struct.new(:queue, :socket, :queued, :dropped)
 
   def initialize
+    @lock = Mutex.new
     @clients = Set.new.compare_by_identity
     @history = []
     @last_id = 0
   end
 
-  def size = @clients.size
+  def count = @lock.synchronize { @clients.size }
 
-  # Takes a slot at once; the stream itself starts on the next reactor turn.
-  def join(conn)
-    return if @clients.size >= MAX_CLIENTS
+  # Joins and takes the replay in one step, so nothing published in between is lost or sent
+  # twice. nil when the server is full.
+  def subscribe(last_event_id, socket)
+    @lock.synchronize do
+      return nil if @clients.size >= MAX_STREAMS
 
-    Client.new(conn, nil, []).tap { |client| @clients << client }
-  end
-
-  def leave(client) = @clients.delete(client)
-
-  def start(client, out, last_id)
-    client.out = out
-    out << (RETRY_MS.positive? ? "retry: #{RETRY_MS}\n\n" : ": connected\n\n")
-    # Replay what was kept before the slot was taken; `pending` has everything since.
-    first_pending = client.pending.first&.first
-    @history.each { |id, frame| out << frame if id > last_id && (first_pending.nil? || id < first_pending) } if last_id
-    client.pending.each { |id, frame| out << frame if last_id.nil? || id > last_id }
-    client.pending = nil
-  end
-
-  def publish(event, text)
-    id = @last_id += 1
-    lines = text.empty? ? [""] : text.split(/\r\n|\r|\n/, -1)
-    frame = "id: #{id}\nevent: #{event}\n#{lines.map { |line| "data: #{line}\n" }.join}\n"
-    if HISTORY.positive?
-      @history << [id, frame]
-      @history.shift if @history.size > HISTORY
-    end
-    broadcast(id, frame)
-    id
-  end
-
-  def broadcast(id, frame)
-    @clients.each do |client|
-      out = client.out
-      if out.nil?
-        client.pending << [id, frame] if id # a heartbeat (no id) is not kept
-        next
-      end
-      next if out.closed?
-
-      # EventMachine buffers whatever the socket does not take, without limit: that buffer is
-      # this client's queue. Closing the connection makes Thin fire async.close (see below).
-      if client.conn.get_outbound_data_size + frame.bytesize > MAX_QUEUE_BYTES
-        client.conn.close_connection
-        out.close
-      else
-        out << frame
-      end
+      client = Client.new(Thread::Queue.new, socket, 0, false)
+      @clients << client
+      replay = last_event_id ? @history.filter_map { |id, frame| frame if id > last_event_id } : []
+      [client, replay]
     end
   end
+
+  def unsubscribe(client)
+    @lock.synchronize { @clients.delete(client) }
+    client.queue.close
+  end
+
+  # The next frame for this client; nil once it left, was dropped or the server is stopping.
+  def next_frame(client)
+    frame = client.queue.pop
+    return nil if frame.nil? || client.dropped
+
+    @lock.synchronize { client.queued -= frame.bytesize }
+    frame
+  end
+
+  def publish(event, data)
+    @lock.synchronize do
+      id = @last_id += 1
+      bytes = frame(id, event, data)
+      if HISTORY_SIZE.positive?
+        @history << [id, bytes]
+        @history.shift if @history.size > HISTORY_SIZE
+      end
+      send_all(bytes)
+      id
+    end
+  end
+
+  def heartbeat = @lock.synchronize { send_all(": heartbeat\n\n") }
 
   def close_all
-    @clients.each { |client| client.out&.close }
+    @lock.synchronize { @clients.each { |client| client.queue.close } }
+  end
+
+  private
+
+  # Never waits: a client whose queue would pass MAX_QUEUE_BYTES is dropped, and its socket
+  # shut down, which also ends a Puma write blocked on a client that stopped reading.
+  def send_all(bytes)
+    @clients.delete_if do |client|
+      if client.queued + bytes.bytesize > MAX_QUEUE_BYTES
+        client.dropped = true
+        client.queue.close
+        begin
+          client.socket.shutdown(Socket::SHUT_RDWR)
+        rescue IOError, SystemCallError
+          nil # already gone
+        end
+        true
+      else
+        client.queued += bytes.bytesize
+        client.queue << bytes
+        false
+      end
+    end
+  end
+
+  # Every line of data (split on CRLF, CR or LF) gets its own "data: ".
+  def frame(id, event, data)
+    lines = data.split(/\r\n|\r|\n/, -1)
+    lines = [""] if lines.empty?
+    "id: #{id}\nevent: #{event}\n#{lines.map { |line| "data: #{line}\n" }.join}\n"
   end
 end
 
@@ -105,20 +201,34 @@ class App < Sinatra::Base
   # refuse them with 403 first.
   set :protection, except: %i[http_origin json_csrf]
   set :show_exceptions, false
+  set :raise_errors, false
 
   helpers do
-    def json_response(code, value)
+    def json_error(code, message)
       content_type "application/json"
-      halt code, JSON.generate(value)
+      halt code, JSON.generate(error: message)
     end
 
+    def unauthorized
+      headers "WWW-Authenticate" => "Bearer"
+      json_error 401, "unauthorized"
+    end
+
+    # The token of `Authorization: Bearer <token>`, the scheme in any case.
     def bearer
-      env["HTTP_AUTHORIZATION"].to_s[/\ABearer (.+)\z/, 1]
+      env["HTTP_AUTHORIZATION"].to_s[/\Abearer +(.+)\z/i, 1]
     end
 
-    def token_ok?(expected, given)
+    def same?(expected, given)
       !given.nil? && Rack::Utils.secure_compare(expected, given)
     end
+
+    # With SSE_TOKEN, the stream needs it in the Authorization header or in ?token=.
+    def stream_authorized?
+      STREAM_TOKEN.nil? || same?(STREAM_TOKEN, bearer) || same?(STREAM_TOKEN, params["token"])
+    end
+
+    def publish_authorized? = same?(PUBLISH_TOKEN, bearer)
 
     def last_event_id
       id = env.fetch("HTTP_LAST_EVENT_ID") { params["lastEventId"] }
@@ -127,66 +237,75 @@ class App < Sinatra::Base
   end
 
   before do
-    origin = env["HTTP_ORIGIN"]
-    if CORS_ORIGINS.include?("*")
-      headers "Access-Control-Allow-Origin" => "*"
-    else
-      headers "Vary" => "Origin"
-      if CORS_ORIGINS.include?(origin)
-        headers "Access-Control-Allow-Origin" => origin
-        headers "Access-Control-Allow-Credentials" => "true" if CORS_CREDENTIALS
-      end
-    end
+    headers "Access-Control-Allow-Origin" => "*"
   end
 
   get STREAM_PATH do
-    unless STREAM_TOKEN.nil? || token_ok?(STREAM_TOKEN, bearer) || token_ok?(STREAM_TOKEN, params["token"])
-      json_response 401, error: "unauthorized"
-    end
-    # The Thin connection (an EventMachine::Connection) serving this request.
-    conn = env["async.callback"].receiver
-    client = HUB.join(conn)
+    unauthorized unless stream_authorized?
+    socket = env["puma.socket"]
+    client, replay = HUB.subscribe(last_event_id, socket)
     unless client
       headers "Retry-After" => "1"
-      json_response 503, error: "too many clients"
+      json_error 503, "too many clients"
     end
-    # Thin succeeds async.close once the connection is gone, for any reason: the client left
-    # (EOF, or a failed heartbeat write), was dropped, or the server is stopping.
-    env["async.close"].callback { HUB.leave(client) }
-    conn.comm_inactivity_timeout = 0 # Thin would cut a quiet stream after 30 s
-    conn.set_sock_opt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1)
 
-    last_id = last_event_id
     headers "Content-Type" => "text/event-stream; charset=utf-8",
             "Cache-Control" => "no-store",
             "X-Accel-Buffering" => "no"
-    # :keep_open leaves the response open after the block; every `out <<` is sent at once.
-    stream(:keep_open) { |out| HUB.start(client, out, last_id) }
+    # On Puma the block runs in this request's thread, and each `out <<` is written at once.
+    events = stream do |out|
+      # Puma corks the socket (TCP_CORK) while it writes a response: each frame would wait
+      # up to 200 ms for more.
+      socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_CORK, 0) if defined?(Socket::TCP_CORK)
+      socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1)
+      # Puma only notices a client that went away when a write fails; this notices its EOF.
+      watcher = Thread.new do
+        socket.wait_readable
+        HUB.unsubscribe(client) if socket.recv_nonblock(1, Socket::MSG_PEEK, exception: false) == ""
+      rescue IOError, SystemCallError
+        HUB.unsubscribe(client)
+      end
+      out << (RETRY_MS.positive? ? "retry: #{RETRY_MS}\n\n" : ": connected\n\n") + replay.join
+      while (bytes = HUB.next_frame(client))
+        out << bytes
+      end
+    ensure
+      watcher&.kill
+    end
+    # Runs when the response ends, also when Puma could not even write the headers.
+    events.callback { HUB.unsubscribe(client) }
+    nil
   end
 
   post "/publish" do
-    json_response 401, error: "unauthorized" unless PUBLISH_TOKEN.nil? || token_ok?(PUBLISH_TOKEN, bearer)
-    json_response 413, error: "body over 64 KiB" if request.content_length.to_i > MAX_BODY
-    body = request.body.read(MAX_BODY + 1).to_s
-    json_response 413, error: "body over 64 KiB" if body.bytesize > MAX_BODY
-
-    message = begin
-      JSON.parse(body)
-    rescue JSON::ParserError
-      json_response 400, error: "body is not JSON"
+    unauthorized unless publish_authorized?
+    unless request.media_type.to_s.downcase == "application/json"
+      json_error 415, "Content-Type must be application/json"
     end
-    json_response 400, error: "body must be a JSON object" unless message.is_a?(Hash)
+    json_error 413, "body over 64 KiB" if env[PumaLimits::TOO_LARGE]
+
+    text = request.body.read.force_encoding(Encoding::UTF_8)
+    json_error 400, "body is not valid UTF-8" unless text.valid_encoding?
+    message = begin
+      JSON.parse(text, max_nesting: MAX_JSON_DEPTH)
+    rescue JSON::NestingError
+      json_error 400, "body is nested deeper than 64 levels"
+    rescue JSON::ParserError
+      json_error 400, "body is not JSON"
+    end
+    json_error 400, "body must be a JSON object" unless message.is_a?(Hash)
     event = message.fetch("event", "message")
-    unless event.is_a?(String) && !event.empty? && event.length <= 64 && !event.match?(/[\r\n]/)
-      json_response 400, error: "event must be a string of 1-64 characters without line breaks"
+    unless event.is_a?(String) && !event.empty? && event.length <= MAX_EVENT_NAME && !event.match?(/[\r\n]/)
+      json_error 400, "event must be a string of 1-64 characters without line breaks"
     end
     data = message["data"]
-    text = data.is_a?(String) ? data : JSON.generate(data)
-    json_response 202, id: HUB.publish(event, text)
+    content_type "application/json"
+    [202, JSON.generate(id: HUB.publish(event, data.is_a?(String) ? data : JSON.generate(data)))]
   end
 
   get "/health" do
-    json_response 200, status: "ok", clients: HUB.size
+    content_type "application/json"
+    JSON.generate(status: "ok", clients: HUB.count)
   end
 
   options STREAM_PATH do
@@ -200,13 +319,13 @@ class App < Sinatra::Base
   not_found do
     if (allow = ALLOWED_METHODS[request.path_info])
       headers "Allow" => allow
-      json_response 405, error: "method not allowed"
+      json_error 405, "method not allowed"
     end
-    json_response 404, error: "not found"
+    json_error 404, "not found"
   end
 
   error do
-    json_response 500, error: "internal error"
+    json_error 500, "internal error"
   end
 
   private
@@ -219,33 +338,46 @@ class App < Sinatra::Base
   end
 end
 
-def now_iso
-  Time.now.utc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")
-end
+def now_iso = Time.now.utc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")
 
-host = ENV.fetch("HOST", "0.0.0.0")
-port = Integer(ENV.fetch("PORT", "3009"))
-$stdout.sync = true
-Thin::Logging.silent = true
+host = env_var("HOST") || "0.0.0.0"
+port = Integer(env_var("PORT") || DEFAULT_PORT)
 
-EventMachine.run do
-  server = Thin::Server.new(host, port, App, signals: false)
-  server.start
-  puts "sse-server listening on http://#{host}:#{port}"
+server = Puma::Server.new(
+  App, Puma::Events.null,
+  min_threads: 0, max_threads: MAX_STREAMS + SPARE_THREADS,
+  first_data_timeout: HEADER_TIMEOUT, persistent_timeout: HEADER_TIMEOUT,
+  force_shutdown_after: 2 # on stop, streams still writing to a client that stopped reading
+)
+server.add_tcp_listener(host, port)
+running = server.run
+puts "#{SERVER_NAME} listening on http://#{host}:#{port}"
 
-  TIMED_EVENTS.each do |name, every_ms, data|
-    EventMachine.add_periodic_timer(every_ms / 1000.0) do
+TIMED_EVENTS.each do |name, every_ms, data|
+  Thread.new do
+    loop do
+      sleep every_ms / 1000.0
       HUB.publish(name, JSON.generate(data.merge("timestamp" => now_iso)))
     end
   end
-  EventMachine.add_periodic_timer(HEARTBEAT_S) { HUB.broadcast(nil, ": heartbeat\n\n") } if HEARTBEAT_S.positive?
-
-  stop = lambda do
-    server.stop # no new connections
-    HUB.close_all # Thin closes each stream's connection once its output is written
-    EventMachine.add_periodic_timer(0.05) { EventMachine.stop if server.backend.empty? }
-    EventMachine.add_timer(2) { EventMachine.stop } # clients that stopped reading
-  end
-  # A trap handler may not take the locks EventMachine.next_tick uses: hand over to a thread.
-  %w[TERM INT].each { |signal| trap(signal) { Thread.new { EventMachine.next_tick(stop) } } }
 end
+if HEARTBEAT_SECONDS.positive?
+  Thread.new do
+    loop do
+      sleep HEARTBEAT_SECONDS
+      HUB.heartbeat
+    end
+  end
+end
+
+# A trap handler may not take locks: stop from a thread. Ending every stream lets Puma's
+# threads finish, then the server stops.
+%w[TERM INT].each do |signal|
+  trap(signal) do
+    Thread.new do
+      HUB.close_all
+      server.stop(true)
+    end
+  end
+end
+running.join

@@ -9,7 +9,8 @@ const MARK = { pass: 'ok', fail: 'FAIL', skip: 'skip' } as const;
 const seconds = (ms?: number) => (ms === undefined ? '-' : (ms / 1000).toFixed(1));
 
 export function formatReport(reports: TargetReport[]): string {
-  const ids = checks.map((c) => c.id);
+  const ids: string[] = checks.map((c) => c.id);
+  if (reports.some((r) => r.checks.B1)) ids.push('B1');
   const lines = [
     ['target'.padEnd(20), 'result'.padEnd(8), 'build s'.padEnd(10), 'start s'.padEnd(9), 'idle MiB'.padEnd(9), ...ids.map((id) => id.padEnd(4))].join(' '),
   ];
@@ -27,7 +28,7 @@ export function formatReport(reports: TargetReport[]): string {
   return lines.join('\n');
 }
 
-export async function smokeCommand(ids: string[], opts: { all?: boolean; spec?: string; json?: string; requireToolchains?: boolean; work?: string }): Promise<number> {
+export async function smokeCommand(ids: string[], opts: { all?: boolean; spec?: string; json?: string; requireToolchains?: boolean; work?: string; browser?: boolean }): Promise<number> {
   const spec = await loadSpec(opts.spec ?? exampleSpecPath);
   const targets = selectSmokeTargets(ids, Boolean(opts.all));
   if (!targets.length) {
@@ -37,6 +38,7 @@ export async function smokeCommand(ids: string[], opts: { all?: boolean; spec?: 
   const reports = await smokeTargets(targets, spec, {
     work: opts.work,
     requireToolchains: opts.requireToolchains,
+    browser: opts.browser,
     onProgress: (line) => console.error(line),
   });
   console.log(formatReport(reports));

@@ -1,5 +1,6 @@
 // What a check works with: the running server, the spec it was rendered from, and
 // requests that carry the tokens that spec asks for.
+import type { Browser } from 'playwright-core';
 import type { Spec } from '../spec.js';
 import { request, Stream, type Response } from './client.js';
 import type { VariantName } from './variants.js';
@@ -31,10 +32,35 @@ export function expect(condition: unknown, message: string): asserts condition {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Fails unless `res` is an error answer as the contract has them (C14): `{"error": "..."}` as
+ * `application/json`; 401 with `WWW-Authenticate: Bearer`, 405 with `Allow`, 503 with
+ * `Retry-After`.
+ */
+export function expectJsonError(res: Response, label: string) {
+  const type = String(res.headers['content-type'] ?? '');
+  expect(/^application\/json\b/i.test(type), `${label}: ${res.status} came as ${type || 'no Content-Type'}, not application/json: ${JSON.stringify(res.body.slice(0, 80))}`);
+  let body: unknown;
+  try {
+    body = JSON.parse(res.body);
+  } catch {
+    fail(`${label}: ${res.status} body is not JSON: ${JSON.stringify(res.body.slice(0, 80))}`);
+  }
+  const error = (body as { error?: unknown } | null)?.error;
+  expect(typeof error === 'string' && error.length > 0, `${label}: ${res.status} body ${res.body.slice(0, 80)} is not {"error": "<what is wrong>"}`);
+  if (res.status === 401) expect(/^bearer\b/i.test(String(res.headers['www-authenticate'] ?? '')), `${label}: 401 without WWW-Authenticate: Bearer`);
+  if (res.status === 405) expect(res.headers.allow !== undefined, `${label}: 405 without Allow`);
+  if (res.status === 503) expect(res.headers['retry-after'] !== undefined, `${label}: 503 without Retry-After`);
+}
+
 export class Context {
   readonly base: string;
   readonly streams = new Set<Stream>();
   sentinel!: Stream;
+  /** with `smoke --browser`: the Chromium that B1 opens pages in */
+  browser?: Browser;
+  /** starts another instance of the same server, not rebuilt, with this environment */
+  launch?: (env: Record<string, string>) => Promise<ServerHandle>;
 
   constructor(
     readonly spec: Spec,
@@ -83,8 +109,8 @@ export class Context {
   }
 
   /** POST /publish; returns the response (the caller checks it). */
-  publishRaw(body: string | Buffer, headers: Record<string, string> = this.publishHeaders()): Promise<Response> {
-    return request(`${this.base}/publish`, { method: 'POST', headers, body });
+  publishRaw(body: string | Buffer, headers: Record<string, string> = this.publishHeaders(), query: Record<string, string> = {}): Promise<Response> {
+    return request(this.url('/publish', query), { method: 'POST', headers, body });
   }
 
   /** Publish and expect 202 {"id": n}; returns the id as the server sent it. */

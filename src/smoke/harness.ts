@@ -8,6 +8,9 @@ import { runOrder, type CheckId } from './checks/index.js';
 import { CheckSkipped, Context, sleep, type ServerHandle } from './context.js';
 import { groupRssBytes, mib } from './memory.js';
 import { killTree, processTree } from '../process-tree.js';
+import type { Browser } from 'playwright-core';
+import { browserCheck } from './browser.js';
+import { PUBLISH_TOKEN_LINE } from './publish-token.js';
 import { variantEnv, variantSpec, type VariantName } from './variants.js';
 
 export type Status = 'pass' | 'fail' | 'skip';
@@ -34,10 +37,9 @@ export type StartServer = (
   host: string,
   port: number,
   env: Record<string, string>,
+  /** `build: false`: start what an earlier call built for this spec, as it is */
+  options?: { build?: boolean },
 ) => Promise<{ handle: ServerHandle; buildMs?: number }>;
-
-/** The line a server started without SSE_PUBLISH_TOKEN logs once (contract v2, C9). */
-export const PUBLISH_TOKEN_LINE = /publish token: (\S+) \(set SSE_PUBLISH_TOKEN to choose your own\)/;
 
 const READY_TIMEOUT_MS = 120_000;
 const CHECK_TIMEOUT_MS = 90_000;
@@ -133,7 +135,15 @@ async function runCheck(ctx: Context, run: (ctx: Context) => Promise<string>): P
 }
 
 /** Start the server for one variant and run every check that applies to it. */
-export async function runVariant(baseSpec: Spec, variant: VariantName, start: StartServer, only?: CheckId[]): Promise<VariantReport> {
+export interface RunOptions {
+  /** only these checks */
+  only?: CheckId[];
+  /** a Chromium for B1 (`smoke --browser`) */
+  browser?: Browser;
+}
+
+export async function runVariant(baseSpec: Spec, variant: VariantName, start: StartServer, options: RunOptions = {}): Promise<VariantReport> {
+  const { only, browser } = options;
   const spec = variantSpec(baseSpec, variant);
   const report: VariantReport = { variant, checks: {} };
   const port = await freePort();
@@ -150,8 +160,16 @@ export async function runVariant(baseSpec: Spec, variant: VariantName, start: St
     report.idleRssMiB = mib(groupRssBytes(handle.pid));
     const publishToken = env.SSE_PUBLISH_TOKEN ?? PUBLISH_TOKEN_LINE.exec(handle.output())?.[1] ?? null;
     ctx = new Context(spec, variant, handle, env.SSE_TOKEN ?? null, publishToken);
+    ctx.browser = browser;
+    ctx.launch = async (launchEnv) => {
+      const another = await start(spec, variant, HOST, await freePort(), launchEnv, { build: false });
+      ownGroup(another.handle.pid);
+      return another.handle;
+    };
     ctx.sentinel = ctx.open();
-    for (const check of runOrder) {
+    // B1 goes before C15, which stops the server.
+    const order = browser ? [...runOrder.slice(0, -1), browserCheck, ...runOrder.slice(-1)] : runOrder;
+    for (const check of order) {
       if (!check.variants.includes(variant) || (only && !only.includes(check.id))) continue;
       if (handle.hasExited() && check.id !== 'C15') {
         report.checks[check.id] = { status: 'fail', detail: `the server is gone. Its last output:\n${tail(handle.output())}`, ms: 0 };
@@ -171,7 +189,7 @@ export async function runVariant(baseSpec: Spec, variant: VariantName, start: St
 /** One result per check over the variants: any failure fails it; otherwise a pass passes. */
 export function mergeChecks(variants: VariantReport[]): Record<string, Outcome & { variants: Partial<Record<VariantName, Outcome>> }> {
   const merged: Record<string, Outcome & { variants: Partial<Record<VariantName, Outcome>> }> = {};
-  for (const check of [...runOrder].sort((a, b) => Number(a.id.slice(1)) - Number(b.id.slice(1)))) {
+  for (const check of [...runOrder, browserCheck].sort((a, b) => (a.id[0] === b.id[0] ? Number(a.id.slice(1)) - Number(b.id.slice(1)) : a.id[0] === 'C' ? -1 : 1))) {
     const per: Partial<Record<VariantName, Outcome>> = {};
     for (const v of variants) {
       if (v.checks[check.id]) per[v.variant] = v.checks[check.id];

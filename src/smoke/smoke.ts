@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { renderTarget } from '../render.js';
 import { buildProject, startProject } from '../run.js';
 import type { Spec } from '../spec.js';
@@ -12,8 +12,10 @@ import { findTarget, loadTargets, packageRoot, type Level, type Target } from '.
 import { checkToolchain, missingSummary } from '../toolchain.js';
 import { refreshRendered, withFolderLock } from '../write.js';
 import type { ServerHandle } from './context.js';
-import { mergeChecks, runVariant, type Outcome, type StartServer, type VariantReport } from './harness.js';
-import type { VariantName } from './variants.js';
+import { mergeChecks, runVariant, type Outcome, type RunOptions, type StartServer, type VariantReport } from './harness.js';
+import type { Browser } from 'playwright-core';
+import { launchBrowser } from './browser.js';
+import { variantSpec, type VariantName } from './variants.js';
 
 export interface TargetReport {
   id: string;
@@ -30,6 +32,8 @@ export interface TargetReport {
 export interface SmokeOptions {
   work?: string;
   requireToolchains?: boolean;
+  /** also run B1: a real Chromium EventSource on another origin */
+  browser?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -39,7 +43,7 @@ export function defaultWorkDir(root = packageRoot) {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'create-sse-server', 'smoke', clone);
 }
 
-/** "[1m05s]": time since `t0`, for progress lines. */
+/** "1m05s": time since `t0`, for progress lines. */
 export function elapsed(t0: number): string {
   const s = Math.round((Date.now() - t0) / 1000);
   return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
@@ -70,20 +74,23 @@ export function serverHandle(child: ResultPromise, host: string, port: number): 
 /** Start a generated project the way `run` does, capturing what it prints. */
 export function targetStarter(target: Target, workDir: string, log?: (line: string) => void): StartServer {
   const dir = join(workDir, target.id);
-  return async (spec, variant, host, port, env) => {
-    await refreshRendered(dir, renderTarget(spec, target), { force: true });
-    const t0 = Date.now();
-    log?.(`${target.id} [${variant}]: building in ${dir}`);
-    // A build can take minutes (cargo, cabal, maven): say which step runs, and that it still does.
-    let step = 'toolchain check';
-    const beat = setInterval(() => log?.(`${target.id} [${variant}]: still at \`${step}\` (${elapsed(t0)})`), 30_000);
-    try {
-      await buildProject(dir, { stdio: 'pipe', log: (line) => ((step = line.replace(/^\$ /, '')), log?.(`${target.id} [${variant}]: ${line} (${elapsed(t0)})`)) });
-    } finally {
-      clearInterval(beat);
+  return async (spec, variant, host, port, env, options = {}) => {
+    let buildMs: number | undefined;
+    if (options.build !== false) {
+      await refreshRendered(dir, renderTarget(spec, target), { force: true });
+      const t0 = Date.now();
+      log?.(`${target.id} [${variant}]: building in ${dir}`);
+      // A build can take minutes (cargo, cabal, maven): say which step runs, and that it still does.
+      let step = 'toolchain check';
+      const beat = setInterval(() => log?.(`${target.id} [${variant}]: still at \`${step}\` (${elapsed(t0)})`), 30_000);
+      try {
+        await buildProject(dir, { stdio: 'pipe', log: (line) => ((step = line.replace(/^\$ /, '')), log?.(`${target.id} [${variant}]: ${line} (${elapsed(t0)})`)) });
+      } finally {
+        clearInterval(beat);
+      }
+      buildMs = Date.now() - t0;
+      log?.(`${target.id} [${variant}]: built in ${elapsed(t0)}, starting`);
     }
-    const buildMs = Date.now() - t0;
-    log?.(`${target.id} [${variant}]: built in ${elapsed(t0)}, starting`);
     const child = startProject(dir, target, { env: { ...env, PORT: String(port), HOST: host }, stdio: 'pipe' });
     const handle = serverHandle(child, host, port);
     return { handle, buildMs };
@@ -91,18 +98,20 @@ export function targetStarter(target: Target, workDir: string, log?: (line: stri
 }
 
 /** Check every variant of a spec against servers from `start`. */
-export async function smokeServer(spec: Spec, start: StartServer, variants: VariantName[] = ['spec', 'hardened']) {
+export async function smokeServer(spec: Spec, start: StartServer, variants: VariantName[] = ['spec', 'hardened'], options: RunOptions = {}) {
   const reports: VariantReport[] = [];
-  for (const variant of variants) reports.push(await runVariant(spec, variant, start));
+  for (const variant of variants) reports.push(await runVariant(spec, variant, start, options));
   return reports;
 }
 
+/** Render both variants and run the target's parsers over each (level `parses`). */
 async function parseCheck(target: Target, workDir: string, spec: Spec): Promise<string | undefined> {
+  const { parseProject } = await import('../parse.js');
   const dir = join(workDir, target.id);
-  await refreshRendered(dir, renderTarget(spec, target), { force: true });
-  for (const step of target.parse ?? []) {
-    const r = await execa(step.run[0], step.run.slice(1), { cwd: dir, reject: false, all: true, env: { ...target.env, ...step.env } });
-    if (r.exitCode !== 0) return `\`${step.run.join(' ')}\` failed: ${String(r.all).slice(-400)}`;
+  for (const variant of ['spec', 'hardened'] as const) {
+    await refreshRendered(dir, renderTarget(variantSpec(spec, variant), target), { force: true });
+    const { problem } = await parseProject(dir, target.parse ?? [], target.env);
+    if (problem) return `[${variant}] ${problem}`;
   }
   return undefined;
 }
@@ -116,39 +125,52 @@ export async function smokeTargets(targets: Target[], spec: Spec, options: Smoke
 
 async function smokeLocked(targets: Target[], spec: Spec, workDir: string, options: SmokeOptions): Promise<TargetReport[]> {
   const out: TargetReport[] = [];
-  for (const target of targets) {
-    const report: TargetReport = { id: target.id, level: target.level, result: 'fail', buildMs: {}, startMs: {}, idleRssMiB: {}, checks: {} };
-    out.push(report);
-    const missing = missingSummary(await checkToolchain(target));
-    if (missing) {
-      report.result = options.requireToolchains ? 'fail' : 'skipped';
-      report.reason = `toolchain missing: ${missing}`;
-      options.onProgress?.(`${target.id}: ${report.reason}`);
-      continue;
+  let browser: Browser | undefined;
+  try {
+    for (const target of targets) {
+      if (options.browser && !browser && target.level === 'runs') browser = await launchBrowser();
+      const t0 = Date.now();
+      options.onProgress?.(`${target.id}: ${targets.indexOf(target) + 1} of ${targets.length}`);
+      out.push(await smokeTarget(target, spec, workDir, options, browser));
+      options.onProgress?.(`${target.id}: ${out.at(-1)!.result} in ${elapsed(t0)}`);
     }
-    if (target.level === 'parses') {
-      const problem = await parseCheck(target, workDir, spec);
-      report.result = problem ? 'fail' : 'parses';
-      report.reason = problem ?? `checks not run: ${target.levelNote ?? 'its toolchain cannot be installed here'}`;
-      continue;
-    }
-    const t0 = Date.now();
-    options.onProgress?.(`${target.id}: smoke (${targets.indexOf(target) + 1} of ${targets.length})`);
-    const variants = await smokeServer(spec, targetStarter(target, workDir, options.onProgress));
-    options.onProgress?.(`${target.id}: checked in ${elapsed(t0)}`);
-    for (const v of variants) {
-      if (v.buildMs !== undefined) report.buildMs[v.variant] = v.buildMs;
-      if (v.startMs !== undefined) report.startMs[v.variant] = v.startMs;
-      if (v.idleRssMiB !== undefined) report.idleRssMiB[v.variant] = v.idleRssMiB;
-    }
-    report.checks = mergeChecks(variants);
-    const failed = Object.entries(report.checks).filter(([, o]) => o.status === 'fail');
-    report.result = failed.length ? 'fail' : 'pass';
-    const error = variants.find((v) => v.error)?.error;
-    if (error) report.reason = error.split('\n')[0];
-    else if (failed.length) report.reason = `failed ${failed.map(([id]) => id).join(', ')}`;
+  } finally {
+    await browser?.close();
   }
   return out;
+}
+
+async function smokeTarget(target: Target, spec: Spec, workDir: string, options: SmokeOptions, browser?: Browser): Promise<TargetReport> {
+  const report: TargetReport = { id: target.id, level: target.level, result: 'fail', buildMs: {}, startMs: {}, idleRssMiB: {}, checks: {} };
+  // A `parses` target needs its parser here, not its toolchain (which cannot be installed).
+  const missing = target.level === 'parses' ? (await import('../parse.js')).parserMissing(target.parse ?? []) : missingSummary(await checkToolchain(target));
+  if (missing) {
+    report.result = options.requireToolchains ? 'fail' : 'skipped';
+    report.reason = `toolchain missing: ${missing}`;
+    options.onProgress?.(`${target.id}: ${report.reason}`);
+    return report;
+  }
+  if (target.level === 'parses') {
+    const problem = await parseCheck(target, workDir, spec);
+    report.result = problem ? 'fail' : 'parses';
+    report.reason = problem ?? `checks not run: ${target.levelNote ?? 'its toolchain cannot be installed here'}`;
+    options.onProgress?.(`${target.id}: ${problem ? 'parse failed' : 'parsed'}`);
+    return report;
+  }
+  options.onProgress?.(`${target.id}: smoke`);
+  const variants = await smokeServer(spec, targetStarter(target, workDir, options.onProgress), undefined, { browser });
+  for (const v of variants) {
+    if (v.buildMs !== undefined) report.buildMs[v.variant] = v.buildMs;
+    if (v.startMs !== undefined) report.startMs[v.variant] = v.startMs;
+    if (v.idleRssMiB !== undefined) report.idleRssMiB[v.variant] = v.idleRssMiB;
+  }
+  report.checks = mergeChecks(variants);
+  const failed = Object.entries(report.checks).filter(([, o]) => o.status === 'fail');
+  report.result = failed.length ? 'fail' : 'pass';
+  const error = variants.find((v) => v.error)?.error;
+  if (error) report.reason = error.split('\n')[0];
+  else if (failed.length) report.reason = `failed ${failed.map(([id]) => id).join(', ')}`;
+  return report;
 }
 
 export function countOutcomes(checks: Record<string, Outcome>) {

@@ -10,14 +10,16 @@ import Control.Concurrent.STM
 import Control.Exception (finally)
 import Control.Monad (forM, forM_, forever, guard, join, unless, void, when)
 import Control.Monad.IO.Class (liftIO)
+import Crypto.Random (getRandomBytes)
 import Data.Aeson (Object, Value (..), decode, encode, object, (.=))
 import qualified Data.Aeson.KeyMap as KeyMap
 import qualified Data.ByteArray as BA
+import Data.ByteArray.Encoding (Base (Base16), convertToBase)
 import qualified Data.ByteString as BS
 import Data.ByteString.Builder (byteString)
 import qualified Data.ByteString.Char8 as BS8
 import qualified Data.ByteString.Lazy as BL
-import Data.Char (isDigit)
+import Data.Char (isDigit, isSpace, toLower)
 import Data.Foldable (toList)
 import qualified Data.Map.Strict as Map
 import Data.Maybe (catMaybes, fromMaybe)
@@ -30,6 +32,7 @@ import qualified Data.Text.Lazy as TL
 import Data.Time (defaultTimeLocale, formatTime, getCurrentTime)
 import Network.HTTP.Types
 import Network.Wai (Middleware, Request, mapResponseHeaders, queryString, requestHeaders)
+import Network.Wai (RequestBodyLength (..), pathInfo, requestBodyLength, requestMethod, responseLBS)
 import qualified Network.Wai.Handler.Warp as Warp
 import System.Environment (lookupEnv)
 import System.IO (BufferMode (..), hSetBuffering, stdout)
@@ -52,17 +55,14 @@ heartbeatSeconds = 15
 historySize = 100
 maxClients = 10000
 
-specStreamToken, publishToken :: Maybe BS.ByteString
-specStreamToken = Nothing
-publishToken = Nothing
+-- | A client with more than this many bytes of frames waiting is dropped.
+maxQueueBytes :: Int
+maxQueueBytes = 1024 * 1024
 
-publishEnabled, corsAny, corsCredentials :: Bool
-publishEnabled = True
-corsAny = True
-corsCredentials = False
-
-corsOrigins :: [BS.ByteString]
-corsOrigins = ["*"]
+maxBodyBytes, maxEventName, maxJsonDepth :: Int
+maxBodyBytes = 64 * 1024
+maxEventName = 64
+maxJsonDepth = 64
 
 -- | Events sent on a timer: name, period in ms, data fields.
 timedEvents :: [(T.Text, Int, Object)]
@@ -74,15 +74,12 @@ timedEvents =
     fields :: BL.ByteString -> Object
     fields = fromMaybe KeyMap.empty . decode
 
-maxBody, queueFrames :: Int
-maxBody = 64 * 1024
-queueFrames = 256
-
--- Shared state. Publishing, joining and leaving are STM transactions, so a client that
--- joins gets the history and every later event exactly once.
+-- The hub: ids, history and clients. Publishing, joining and leaving are STM transactions,
+-- so a client that joins gets the history and every later event exactly once.
 
 data Client = Client
-  { queue :: TBQueue BS.ByteString
+  { queue :: TQueue BS.ByteString
+  , queued :: TVar Int -- bytes waiting in `queue`
   , dropped :: TVar Bool
   , thread :: ThreadId
   }
@@ -98,19 +95,22 @@ data Hub = Hub
 newHub :: IO Hub
 newHub = Hub <$> newTVarIO 0 <*> newTVarIO Seq.empty <*> newTVarIO Map.empty <*> newTVarIO 0 <*> newTVarIO False
 
--- | Queue a frame for every client. A full queue means the client stopped reading: it is
--- dropped, and returned so that its connection can be closed.
+-- | Queue a frame for every client. A client whose queue would pass maxQueueBytes stopped
+-- reading: it is dropped, and returned so that its connection can be closed.
 deliver :: Hub -> BS.ByteString -> STM [Client]
-deliver hub frame = do
+deliver hub bytes = do
   current <- readTVar (clients hub)
   fmap catMaybes . forM (Map.toList current) $ \(key, client) -> do
-    full <- isFullTBQueue (queue client)
-    if full
+    waiting <- readTVar (queued client)
+    if waiting + BS.length bytes > maxQueueBytes
       then do
         modifyTVar' (clients hub) (Map.delete key)
         writeTVar (dropped client) True
         pure (Just client)
-      else Nothing <$ writeTBQueue (queue client) frame
+      else do
+        writeTQueue (queue client) bytes
+        writeTVar (queued client) (waiting + BS.length bytes)
+        pure Nothing
 
 -- | A dropped client's thread is blocked writing to a socket nobody reads; killing it makes
 -- Warp close the connection.
@@ -121,15 +121,18 @@ publish :: Hub -> T.Text -> T.Text -> IO Int
 publish hub event text = do
   (eventId, slow) <- atomically $ do
     eventId <- stateTVar (lastId hub) (\n -> (n + 1, n + 1))
-    let frame = eventFrame eventId event text
+    let bytes = frame eventId event text
     when (historySize > 0) $
-      modifyTVar' (history hub) (\kept -> Seq.drop (Seq.length kept + 1 - historySize) (kept |> (eventId, frame)))
-    (,) eventId <$> deliver hub frame
+      modifyTVar' (history hub) (\kept -> Seq.drop (Seq.length kept + 1 - historySize) (kept |> (eventId, bytes)))
+    (,) eventId <$> deliver hub bytes
   hangUp slow
   pure eventId
 
-eventFrame :: Int -> T.Text -> T.Text -> BS.ByteString
-eventFrame eventId event text =
+-- | One event; every line of data (split on CRLF, CR or LF) gets its own `data: `.
+-- wai-extra's Network.Wai.EventSource is not used: it writes `retry:` and comments without the
+-- blank line after them, sets no Cache-Control, and is a WAI application outside Scotty's routes.
+frame :: Int -> T.Text -> T.Text -> BS.ByteString
+frame eventId event text =
   TE.encodeUtf8 . T.concat $
     ["id: ", T.pack (show eventId), "\nevent: ", event, "\n"] ++ ["data: " <> line <> "\n" | line <- dataLines] ++ ["\n"]
   where
@@ -148,59 +151,107 @@ subscribe hub tid since = do
     then pure Nothing
     else do
       key <- stateTVar (nextKey hub) (\n -> (n, n + 1))
-      client <- Client <$> newTBQueue (fromIntegral queueFrames) <*> newTVar False <*> pure tid
+      client <- Client <$> newTQueue <*> newTVar 0 <*> newTVar False <*> pure tid
       writeTVar (clients hub) (Map.insert key client current)
       kept <- readTVar (history hub)
-      let replay = maybe [] (\n -> [frame | (i, frame) <- toList kept, toInteger i > n]) since
+      let replay = maybe [] (\n -> [bytes | (i, bytes) <- toList kept, toInteger i > n]) since
       pure (Just (key, client, replay))
 
-leave :: Hub -> Int -> IO ()
-leave hub key = atomically (modifyTVar' (clients hub) (Map.delete key))
+unsubscribe :: Hub -> Int -> IO ()
+unsubscribe hub key = atomically (modifyTVar' (clients hub) (Map.delete key))
+
+count :: Hub -> IO Int
+count hub = Map.size <$> readTVarIO (clients hub)
 
 -- | The next frame for a client, or Nothing once it is dropped or the server is closing.
 nextFrame :: Hub -> Client -> STM (Maybe BS.ByteString)
-nextFrame hub client = (Nothing <$ (check =<< stopping)) `orElse` (Just <$> readTBQueue (queue client))
+nextFrame hub client = (Nothing <$ (check =<< stopping)) `orElse` next
   where
     stopping = (||) <$> readTVar (dropped client) <*> readTVar (closing hub)
+    next = do
+      bytes <- readTQueue (queue client)
+      modifyTVar' (queued client) (subtract (BS.length bytes))
+      pure (Just bytes)
 
 -- HTTP
 
 -- | `Last-Event-ID`, else `?lastEventId=`, when it is 1-1024 ASCII digits.
-resumeFrom :: Request -> Maybe Integer
-resumeFrom req = do
+lastEventId :: Request -> Maybe Integer
+lastEventId req = do
   raw <- lookup "Last-Event-ID" (requestHeaders req) <|> join (lookup "lastEventId" (queryString req))
   guard (BS.length raw <= 1024 && not (BS.null raw) && BS8.all isDigit raw)
   fst <$> BS8.readInteger raw
 
+-- | The token of `Authorization: Bearer <token>`, the scheme in any case.
 bearer :: Request -> Maybe BS.ByteString
-bearer req = lookup hAuthorization (requestHeaders req) >>= BS.stripPrefix "Bearer "
+bearer req = do
+  value <- lookup hAuthorization (requestHeaders req)
+  let (scheme, rest) = BS.splitAt 6 value
+      token = BS8.dropWhile (== ' ') rest
+  guard (BS8.map toLower scheme == "bearer" && BS.length token < BS.length rest)
+  pure token
 
 -- | Compares in constant time (for equal lengths).
 sameSecret :: BS.ByteString -> BS.ByteString -> Bool
 sameSecret = BA.constEq
 
+-- | With a stream token, it is needed in `Authorization: Bearer` or `?token=`; either is enough.
+streamAuthorized :: Maybe BS.ByteString -> Request -> Bool
+streamAuthorized Nothing _ = True
+streamAuthorized (Just token) req =
+  any (sameSecret token) (catMaybes [bearer req, join (lookup "token" (queryString req))])
+
 failWith :: Status -> T.Text -> ActionM a
 failWith code message = status code >> json (object ["error" .= message]) >> finish
 
-readAtMost :: Int -> IO BS.ByteString -> IO (Maybe BL.ByteString)
+cors :: Middleware
+cors app req respond = app req (respond . mapResponseHeaders (++ corsHeaders))
+  where
+    corsHeaders = [("Access-Control-Allow-Origin", "*")]
+
+publishAuthorized :: BS.ByteString -> Request -> Bool
+publishAuthorized token req = maybe False (sameSecret token) (bearer req)
+
+-- | The checks on `POST /publish` that come before its body: token (401), Content-Type (415)
+-- and a Content-Length over the cap (413). They run before Scotty, which reads a form body
+-- whole to parse its parameters before any route runs.
+publishGate :: BS.ByteString -> Middleware
+publishGate token app req respond
+  | pathInfo req /= ["publish"] || requestMethod req /= methodPost = app req respond
+  | not (publishAuthorized token req) =
+      refuse status401 [("WWW-Authenticate", "Bearer")] "unauthorized"
+  | not (maybe False isJson (lookup hContentType (requestHeaders req))) =
+      refuse status415 [] "Content-Type must be application/json"
+  | KnownLength size <- requestBodyLength req, size > fromIntegral maxBodyBytes =
+      refuse status413 [] "body over 64 KiB"
+  | otherwise = app req respond
+  where
+    isJson value = BS8.map toLower (BS8.filter (not . isSpace) (BS8.takeWhile (/= ';') value)) == "application/json"
+    refuse code extra message =
+      respond (responseLBS code ((hContentType, "application/json") : extra) (encode (object ["error" .= (message :: T.Text)])))
+
+-- | The body, or Nothing as soon as it passes `limit` bytes (a chunked body included).
+readAtMost :: Int -> IO BS.ByteString -> IO (Maybe BS.ByteString)
 readAtMost limit next = go 0 []
   where
     go size chunks = do
       chunk <- next
       let size' = size + BS.length chunk
       if
-        | BS.null chunk -> pure (Just (BL.fromChunks (reverse chunks)))
+        | BS.null chunk -> pure (Just (BS.concat (reverse chunks)))
         | size' > limit -> pure Nothing
         | otherwise -> go size' (chunk : chunks)
 
-cors :: Middleware
-cors app req respond = app req (respond . mapResponseHeaders (++ corsHeaders (lookup "Origin" (requestHeaders req))))
+-- | The deepest nesting of `[` and `{` outside strings.
+jsonDepth :: BS.ByteString -> Int
+jsonDepth = (\(_, deepest, _, _) -> deepest) . BS8.foldl' step (0, 0, False, False)
   where
-    corsHeaders origin
-      | corsAny = [("Access-Control-Allow-Origin", "*")]
-      | Just o <- origin, o `elem` corsOrigins =
-          [("Access-Control-Allow-Origin", o), ("Vary", "Origin")] ++ [("Access-Control-Allow-Credentials", "true") | corsCredentials]
-      | otherwise = [("Vary", "Origin")]
+    step (depth, deepest, inString, escaped) c
+      | inString = if escaped then (depth, deepest, True, False) else (depth, deepest, c /= '"', c == '\\')
+      | c == '"' = (depth, deepest, True, False)
+      | c == '[' || c == '{' = (depth + 1, max deepest (depth + 1), False, False)
+      | c == ']' || c == '}' = (depth - 1, deepest, False, False)
+      | otherwise = (depth, deepest, False, False)
 
 preflight :: ActionM ()
 preflight = do
@@ -212,18 +263,19 @@ preflight = do
 notAllowed :: TL.Text -> ActionM ()
 notAllowed allow = setHeader "Allow" allow >> failWith status405 "method not allowed"
 
-routes :: Hub -> Maybe BS.ByteString -> ScottyM ()
-routes hub streamToken = do
+routes :: Hub -> Maybe BS.ByteString -> BS.ByteString -> ScottyM ()
+routes hub streamToken publishToken = do
   middleware cors
+  middleware (publishGate publishToken)
 
   get (literal streamPath) $ do
     req <- request
-    forM_ streamToken $ \token ->
-      unless (any (sameSecret token) (catMaybes [bearer req, join (lookup "token" (queryString req))])) $
-        failWith status401 "unauthorized"
+    unless (streamAuthorized streamToken req) $ do
+      setHeader "WWW-Authenticate" "Bearer"
+      failWith status401 "unauthorized"
     -- Warp runs the streaming body on this same thread.
     tid <- liftIO myThreadId
-    joined <- liftIO . atomically $ subscribe hub tid (resumeFrom req)
+    joined <- liftIO . atomically $ subscribe hub tid (lastEventId req)
     case joined of
       Nothing -> setHeader "Retry-After" "1" >> failWith status503 "too many clients"
       Just (key, client, replay) -> do
@@ -232,53 +284,62 @@ routes hub streamToken = do
         setHeader "Cache-Control" "no-store"
         setHeader "X-Accel-Buffering" "no"
         stream $ \write flush -> do
-          let send frame = write (byteString frame) >> flush
-              loop = atomically (nextFrame hub client) >>= mapM_ (\frame -> send frame >> loop)
-          -- A client that went away makes write or flush throw: at the next event or heartbeat.
-          (send (BS.concat (retryFrame : replay)) >> loop) `finally` leave hub key
+          -- Warp's timeout (for slow request headers) would also cut a quiet stream.
+          Warp.pauseTimeout req
+          let send bytes = write (byteString bytes) >> flush
+              loop = atomically (nextFrame hub client) >>= mapM_ (\bytes -> send bytes >> loop)
+          -- Warp notices a client that went away only when a write fails: at the next event
+          -- or `: heartbeat`, which then frees its slot.
+          (send (BS.concat (hello : replay)) >> loop) `finally` unsubscribe hub key
   options (literal streamPath) preflight
   matchAny (literal streamPath) (notAllowed "GET, OPTIONS")
 
   get "/health" $ do
-    count <- liftIO (Map.size <$> readTVarIO (clients hub))
-    json (object ["status" .= ("ok" :: T.Text), "clients" .= count])
+    clientCount <- liftIO (count hub)
+    json (object ["status" .= ("ok" :: T.Text), "clients" .= clientCount])
   matchAny "/health" (notAllowed "GET")
 
-  when publishEnabled $ do
-    post "/publish" $ do
-      req <- request
-      forM_ publishToken $ \token ->
-        unless (maybe False (sameSecret token) (bearer req)) $ failWith status401 "unauthorized"
-      raw <- liftIO . readAtMost maxBody =<< bodyReader
-      body <- maybe (failWith status413 "body over 64 KiB") pure raw
-      fields <- case decode body of
-        Just (Object fields) -> pure fields
-        Just _ -> failWith status400 "body must be a JSON object"
-        Nothing -> failWith status400 "body is not JSON"
-      event <- case KeyMap.lookup "event" fields of
-        Nothing -> pure "message"
-        Just (String name) | validName name -> pure name
-        Just _ -> failWith status400 "event must be a string of 1-64 characters without line breaks"
-      eventId <- liftIO (publish hub event (dataText (fromMaybe Null (KeyMap.lookup "data" fields))))
-      status status202
-      json (object ["id" .= eventId])
-    options "/publish" preflight
-    matchAny "/publish" (notAllowed "POST, OPTIONS")
+  -- publishGate has checked the token, the Content-Type and any Content-Length.
+  post "/publish" $ do
+    raw <- liftIO . readAtMost maxBodyBytes =<< bodyReader
+    body <- maybe (failWith status413 "body over 64 KiB") pure raw
+    when (either (const True) (const False) (TE.decodeUtf8' body)) $ failWith status400 "body is not valid UTF-8"
+    when (jsonDepth body > maxJsonDepth) $ failWith status400 "body is nested deeper than 64 levels"
+    fields <- case decode (BL.fromStrict body) of
+      Just (Object fields) -> pure fields
+      Just _ -> failWith status400 "body must be a JSON object"
+      Nothing -> failWith status400 "body is not JSON"
+    event <- case KeyMap.lookup "event" fields of
+      Nothing -> pure "message"
+      Just (String name) | validName name -> pure name
+      Just _ -> failWith status400 "event must be a string of 1-64 characters without line breaks"
+    eventId <- liftIO (publish hub event (dataText (fromMaybe Null (KeyMap.lookup "data" fields))))
+    status status202
+    json (object ["id" .= eventId])
+  options "/publish" preflight
+  matchAny "/publish" (notAllowed "POST, OPTIONS")
 
   notFound (failWith status404 "not found")
   where
-    retryFrame = BS8.pack (if retryMs > 0 then "retry: " ++ show retryMs ++ "\n\n" else ": connected\n\n")
-    validName name = not (T.null name) && T.length name <= 64 && not (T.any (`elem` ['\r', '\n']) name)
+    hello = BS8.pack (if retryMs > 0 then "retry: " ++ show retryMs ++ "\n\n" else ": connected\n\n")
+    validName name = not (T.null name) && T.length name <= maxEventName && not (T.any (`elem` ['\r', '\n']) name)
+
+-- | An environment variable; an empty one counts as unset.
+env :: String -> IO (Maybe String)
+env key = (>>= \value -> if null value then Nothing else Just value) <$> lookupEnv key
 
 main :: IO ()
 main = do
   hSetBuffering stdout LineBuffering
-  port <- maybe defaultPort read <$> lookupEnv "PORT"
-  host <- fromMaybe "0.0.0.0" <$> lookupEnv "HOST"
-  envToken <- lookupEnv "SSE_TOKEN"
-  let streamToken = case envToken of
-        Just token | not (null token) -> Just (TE.encodeUtf8 (T.pack token))
-        _ -> specStreamToken
+  port <- maybe defaultPort read <$> env "PORT"
+  host <- fromMaybe "0.0.0.0" <$> env "HOST"
+  streamToken <- fmap (TE.encodeUtf8 . T.pack) <$> env "SSE_TOKEN"
+  publishToken <- env "SSE_PUBLISH_TOKEN" >>= \given -> case given of
+    Just token -> pure (TE.encodeUtf8 (T.pack token))
+    Nothing -> do
+      token <- convertToBase Base16 <$> (getRandomBytes 16 :: IO BS.ByteString)
+      BS8.putStrLn ("publish token: " <> token <> " (set SSE_PUBLISH_TOKEN to choose your own)")
+      pure token
   hub <- newHub
 
   forM_ timedEvents $ \(event, every, fields) -> forkIO . forever $ do
@@ -290,7 +351,7 @@ main = do
     threadDelay (heartbeatSeconds * 1000000)
     hangUp =<< atomically (deliver hub ": heartbeat\n\n")
 
-  app <- scottyApp (routes hub streamToken)
+  app <- scottyApp (routes hub streamToken publishToken)
   -- On SIGTERM or SIGINT: close the listening socket, end every stream; runSettings returns
   -- once the connections are done (or after the grace period).
   let onSignal closeSocket = forM_ [sigTERM, sigINT] $ \signal ->
@@ -301,5 +362,8 @@ main = do
           . Warp.setBeforeMainLoop (putStrLn (serverName ++ " listening on http://" ++ host ++ ":" ++ show port))
           . Warp.setInstallShutdownHandler (void . onSignal)
           . Warp.setGracefulShutdownTimeout (Just 2)
+          -- Warp closes a connection idle for one to two of these periods: request headers
+          -- not complete within 15 s are cut (a stream pauses this timeout).
+          . Warp.setTimeout 7
           $ Warp.defaultSettings
   Warp.runSettings settings app

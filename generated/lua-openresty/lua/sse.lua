@@ -1,36 +1,46 @@
--- Server-Sent Events on every nginx worker. The id sequence, the client count and the recent
--- frames live in shared dicts, so an event published on one worker reaches the streams of all.
+-- Server-Sent Events on every nginx worker. The hub (the id sequence, the client count and the
+-- recent frames) lives in shared dicts, so an event published on one worker reaches the
+-- streams of all.
 local cjson = require "cjson.safe"
 local semaphore = require "ngx.semaphore"
 local config = require "config"
 
+local MAX_QUEUE_BYTES = 1024 * 1024 -- written to one client at a time, at most
+local MAX_BODY_BYTES = 64 * 1024 -- nginx.conf says the same: client_max_body_size 64k
+local MAX_EVENT_NAME = 64
+local MAX_JSON_DEPTH = 64
+-- Frames kept in the shared dict: the history, and how far a client may fall behind.
+local KEEP = math.max(config.HISTORY_SIZE, 256)
+
 cjson.decode_invalid_numbers(false) -- plain JSON only: no NaN, Infinity or hex
+cjson.decode_max_depth(MAX_JSON_DEPTH)
 
 local state = ngx.shared.sse_state -- "seq": last id, "clients": open streams, "lock"
 local frames = ngx.shared.sse_events -- id -> frame, the last KEEP of them
-local KEEP = math.max(config.history, 256) -- also how far a client may fall behind
-local MAX_BATCH = 1024 * 1024 -- bytes written to one client at a time
-local MAX_BODY = 64 * 1024
+
+-- Read once, in the nginx master (init_by_lua): every worker inherits the same values.
+local function from_env(name)
+  local value = os.getenv(name)
+  return value ~= "" and value or nil
+end
+
+local function random_hex(bytes)
+  local urandom = assert(io.open("/dev/urandom", "rb"))
+  local raw = urandom:read(bytes)
+  urandom:close()
+  return (raw:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+local stream_token = from_env("SSE_TOKEN")
+local publish_token = from_env("SSE_PUBLISH_TOKEN")
+local publish_token_made = not publish_token
+publish_token = publish_token or random_hex(16)
 
 -- Streams of this worker wait here; a poller posts when the sequence moves.
 local wakeup = semaphore.new()
 
-local allowed_origin = {}
-for _, origin in ipairs(config.cors_origins) do
-  allowed_origin[origin] = true
-end
-
 local function cors()
-  local origin = ngx.var.http_origin
-  if allowed_origin["*"] and not config.cors_credentials then
-    ngx.header["Access-Control-Allow-Origin"] = "*"
-  elseif origin and (allowed_origin["*"] or allowed_origin[origin]) then
-    ngx.header["Access-Control-Allow-Origin"] = origin
-    ngx.header["Vary"] = "Origin"
-    if config.cors_credentials then
-      ngx.header["Access-Control-Allow-Credentials"] = "true"
-    end
-  end
+  ngx.header["Access-Control-Allow-Origin"] = "*"
 end
 
 local function reply(status, body, headers)
@@ -74,14 +84,24 @@ local function same(given, secret)
   return diff == 0
 end
 
-local function bearer(secret)
-  return same(ngx.var.http_authorization, "Bearer " .. secret)
+local function bearer()
+  local header = ngx.var.http_authorization
+  local m = header and ngx.re.match(header, [[^bearer +(.+)$]], "joi")
+  return m and m[1]
 end
 
-local function frame(id, name, text)
-  local out = { "id: ", id, "\nevent: ", name, "\n" }
-  text = text:gsub("\r\n", "\n"):gsub("\r", "\n")
-  for line in (text .. "\n"):gmatch("(.-)\n") do
+local function stream_authorized()
+  return not stream_token or same(bearer(), stream_token) or same(ngx.req.get_uri_args().token, stream_token)
+end
+
+local function publish_authorized()
+  return same(bearer(), publish_token)
+end
+
+local function frame(id, event, data)
+  local out = { "id: ", id, "\nevent: ", event, "\n" }
+  data = data:gsub("\r\n", "\n"):gsub("\r", "\n")
+  for line in (data .. "\n"):gmatch("(.-)\n") do
     out[#out + 1] = "data: " .. line .. "\n"
   end
   out[#out + 1] = "\n"
@@ -95,19 +115,44 @@ local function wake_streams()
   end
 end
 
--- Assigns the next id and stores the frame. Publishes run on every worker: a lock in the shared
--- dict makes "store the frame, then move seq" one step, so no stream sees an id before its frame.
-local function emit(name, text)
+local hub = {}
+
+-- Assigns the next id, keeps the frame and wakes the streams; returns the id. Publishes run on
+-- every worker: a lock in the shared dict makes "store the frame, then move seq" one step, so
+-- no stream sees an id before its frame.
+function hub.publish(event, data)
   while not state:add("lock", true, 1) do
     ngx.sleep(0.001)
   end
   local id = (state:get("seq") or 0) + 1
-  frames:set(id, frame(id, name, text)) -- when full, the oldest frames are evicted first
+  frames:set(id, frame(id, event, data)) -- when full, the oldest frames are evicted first
   frames:delete(id - KEEP)
   state:set("seq", id)
   state:delete("lock")
   wake_streams()
   return id
+end
+
+-- Takes a slot (nil at MAX_CLIENTS) and returns the cursor the stream starts from: the replay
+-- and the live events come from that one cursor into the shared frames.
+function hub.subscribe(last_event_id)
+  if state:incr("clients", 1, 0) > config.MAX_CLIENTS then
+    state:incr("clients", -1)
+    return nil
+  end
+  local seq = state:get("seq") or 0
+  if last_event_id then
+    return math.min(seq, math.max(last_event_id, seq - config.HISTORY_SIZE))
+  end
+  return seq
+end
+
+function hub.unsubscribe()
+  state:incr("clients", -1)
+end
+
+function hub.count()
+  return state:get("clients") or 0
 end
 
 local function timestamp()
@@ -156,6 +201,12 @@ local function raw_member(body, wanted)
   end
 end
 
+local function valid_utf8(text)
+  -- In UTF-8 mode ("u") PCRE checks the subject first and fails on a malformed one.
+  local _, _, err = ngx.re.find(text, [[^]], "ju")
+  return not err
+end
+
 local _M = {}
 
 function _M.init_worker()
@@ -173,25 +224,29 @@ function _M.init_worker()
     return
   end
   -- One timer per timed event for the whole server: worker 0 runs them all.
-  for _, event in ipairs(config.timed_events) do
+  for _, event in ipairs(config.TIMED_EVENTS) do
     ngx.timer.every(event.every / 1000, function(premature)
       if not premature then
         local stamp = '"timestamp":"' .. timestamp() .. '"}'
-        emit(event.name, event.data == "{}" and "{" .. stamp or event.data:sub(1, -2) .. "," .. stamp)
+        hub.publish(event.name, event.data == "{}" and "{" .. stamp or event.data:sub(1, -2) .. "," .. stamp)
       end
     end)
   end
-  io.stdout:write(config.name, " listening on http://", os.getenv("HOST"), ":", os.getenv("PORT"), "\n")
+  if publish_token_made then
+    io.stdout:write("publish token: ", publish_token, " (set SSE_PUBLISH_TOKEN to choose your own)\n")
+  end
+  io.stdout:write(config.SERVER_NAME, " listening on http://", os.getenv("HOST"), ":", os.getenv("PORT"), "\n")
   io.stdout:flush()
 end
 
--- print + flush(true): the bytes reach the socket before this returns. On a client that takes
--- nothing, it fails after send_timeout, which ends the stream.
+-- print + flush(true): the bytes reach the socket before this returns, so what waits for a
+-- client is one batch at most (MAX_QUEUE_BYTES). On a client that takes nothing, it fails after
+-- send_timeout, and nginx closes the connection.
 local function send(data)
   return ngx.print(data) and ngx.flush(true)
 end
 
-local function resume_after()
+local function last_event_id()
   local value = ngx.var.http_last_event_id
   if not value then
     value = ngx.req.get_uri_args().lastEventId
@@ -208,20 +263,15 @@ function _M.stream()
   elseif method ~= "GET" then
     return not_allowed("GET, OPTIONS")
   end
-
-  local token = os.getenv("SSE_TOKEN")
-  if token == "" or not token then
-    token = config.stream_token
-  end
-  if token and not (bearer(token) or same(ngx.req.get_uri_args().token, token)) then
+  if not stream_authorized() then
     return fail(401, "unauthorized", { ["WWW-Authenticate"] = "Bearer" })
   end
 
-  if state:incr("clients", 1, 0) > config.max_clients then
-    state:incr("clients", -1)
+  local last = hub.subscribe(last_event_id())
+  if not last then
     return fail(503, "too many clients", { ["Retry-After"] = "1" })
   end
-  ngx.ctx.counted = true -- release() gives the slot back however the stream ends
+  ngx.ctx.subscribed = true -- release() gives the slot back however the stream ends
 
   -- lua_check_client_abort: runs as soon as the client closes the connection.
   ngx.on_abort(function()
@@ -233,25 +283,17 @@ function _M.stream()
   ngx.header["X-Accel-Buffering"] = "no"
   cors()
 
-  -- The replay and the live events come from one cursor into the shared frames, taken here.
-  local seq = state:get("seq") or 0
-  local last = seq
-  local after = resume_after()
-  if after then
-    last = math.min(seq, math.max(after, seq - config.history))
-  end
-
-  local next_beat = ngx.now() + config.heartbeat
-  local ok = send(config.retry > 0 and "retry: " .. config.retry .. "\n\n" or ": connected\n\n")
+  local next_beat = ngx.now() + config.HEARTBEAT_SECONDS
+  local ok = send(config.RETRY_MS > 0 and "retry: " .. config.RETRY_MS .. "\n\n" or ": connected\n\n")
   while ok and not ngx.worker.exiting() do
-    seq = state:get("seq") or 0
+    local seq = state:get("seq") or 0
     if seq - last > KEEP then
       return -- too far behind: drop the slow client
     end
     local now = ngx.now()
     if seq > last then
       local batch, size = {}, 0
-      while last < seq and size < MAX_BATCH do
+      while last < seq and size < MAX_QUEUE_BYTES do
         last = last + 1
         local f = frames:get(last)
         if f then
@@ -260,20 +302,19 @@ function _M.stream()
         end
       end
       ok = send(batch)
-      next_beat = now + config.heartbeat
-    elseif config.heartbeat > 0 and now >= next_beat then
+    elseif now >= next_beat then
       ok = send(": heartbeat\n\n")
-      next_beat = now + config.heartbeat
+      next_beat = now + config.HEARTBEAT_SECONDS
     else
       -- (under 1 ms, wait() would return without yielding and ngx.now() would never move)
-      wakeup:wait(config.heartbeat > 0 and math.max(next_beat - now, 0.001) or 1)
+      wakeup:wait(math.max(next_beat - now, 0.001))
     end
   end
 end
 
 function _M.release()
-  if ngx.ctx.counted then
-    state:incr("clients", -1)
+  if ngx.ctx.subscribed then
+    hub.unsubscribe()
   end
 end
 
@@ -281,9 +322,10 @@ function _M.health()
   if ngx.req.get_method() ~= "GET" then
     return not_allowed("GET")
   end
-  return reply(200, '{"status":"ok","clients":' .. (state:get("clients") or 0) .. "}")
+  return reply(200, '{"status":"ok","clients":' .. hub.count() .. "}")
 end
 
+-- Checks what the headers say; the body is read in publish_body (location @publish_body).
 function _M.publish()
   local method = ngx.req.get_method()
   if method == "OPTIONS" then
@@ -291,38 +333,67 @@ function _M.publish()
   elseif method ~= "POST" then
     return not_allowed("POST, OPTIONS")
   end
-  if config.publish_token and not bearer(config.publish_token) then
+  if not publish_authorized() then
     return fail(401, "unauthorized", { ["WWW-Authenticate"] = "Bearer" })
   end
-
-  if (tonumber(ngx.var.http_content_length) or 0) > MAX_BODY then
+  local content_type = ngx.var.content_type or ""
+  if not ngx.re.find(content_type, [[^\s*application/json\s*(;|$)]], "joi") then
+    return fail(415, "Content-Type must be application/json")
+  end
+  if (tonumber(ngx.var.http_content_length) or 0) > MAX_BODY_BYTES then
     return fail(413, "body over 64 KiB")
   end
+  return ngx.exec("@publish_body")
+end
+
+function _M.publish_body()
+  -- A body over client_max_body_size: nginx stops reading it and answers 413 (error_page).
   ngx.req.read_body()
-  local body = ngx.req.get_body_data()
-  if not body and ngx.req.get_body_file() or body and #body > MAX_BODY then
-    return fail(413, "body over 64 KiB")
+  local body = ngx.req.get_body_data() or ""
+  if not valid_utf8(body) then
+    return fail(400, "body is not valid UTF-8")
   end
-
-  local message = body and body:find("^[ \t\r\n]*{") and cjson.decode(body)
-  if type(message) ~= "table" then
-    return fail(400, "body must be a JSON object")
+  local message, err = cjson.decode(body)
+  if err and err:find("too many nested", 1, true) then
+    return fail(400, "body is nested deeper than " .. MAX_JSON_DEPTH .. " levels")
   end
-  local name = message.event
-  if name == nil then
-    name = "message"
+  if type(message) ~= "table" or not body:find("^[ \t\r\n]*{") then
+    return fail(400, "body is not a JSON object")
   end
-  if type(name) ~= "string" or name == "" or name:find("[\r\n]") or select(2, name:gsub("[^\128-\191]", "")) > 64 then
+  local event = message.event
+  if event == nil then
+    event = "message"
+  end
+  if type(event) ~= "string" or event == "" or event:find("[\r\n]") or select(2, event:gsub("[^\128-\191]", "")) > MAX_EVENT_NAME then
     return fail(400, "event must be a string of 1-64 characters without line breaks")
   end
   local data = message.data
   local text = type(data) == "string" and data or raw_member(body, "data") or "null"
 
-  return reply(202, '{"id":' .. emit(name, text) .. "}")
+  return reply(202, '{"id":' .. hub.publish(event, text) .. "}")
 end
 
 function _M.not_found()
   return fail(404, "not found")
+end
+
+local ERRORS = {
+  [400] = "bad request",
+  [404] = "not found",
+  [405] = "method not allowed",
+  [408] = "request timeout",
+  [411] = "Content-Length required",
+  [413] = "body over 64 KiB",
+  [414] = "URI too long",
+  [431] = "request headers too large",
+  [494] = "request headers too large",
+  [503] = "service unavailable",
+}
+
+-- error_page: what nginx itself refuses (a malformed request, a body over the limit...).
+function _M.error_page()
+  local status = tonumber(ngx.var.status) or 500
+  return fail(status, ERRORS[status] or "internal server error")
 end
 
 return _M

@@ -30,6 +30,7 @@ export const cors: Check = {
       const sh = stranger.headers;
       stranger.close();
       expect(sh['access-control-allow-origin'] === undefined, `disallowed Origin ${STRANGER} got Access-Control-Allow-Origin ${sh['access-control-allow-origin']}`);
+      expect(list(sh.vary).includes('origin'), `disallowed Origin ${STRANGER}: no Vary: Origin (a cache could serve it the allowed origin's answer)`);
     }
     if (credentials) {
       expect(h['access-control-allow-credentials'] === 'true', `credentials: Access-Control-Allow-Credentials ${h['access-control-allow-credentials'] ?? '(none)'}`);

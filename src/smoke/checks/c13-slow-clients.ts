@@ -1,7 +1,7 @@
 // C13: a client that stops reading neither delays the others nor grows the server without
-// bound: its queue is bounded and it is dropped.
-import { stalledClient } from '../client.js';
-import { expect, skip } from '../context.js';
+// bound: its queue is bounded, it is dropped, and its connection is closed.
+import { serverSideState, stalledClient } from '../client.js';
+import { expect, skip, sleep } from '../context.js';
 import { groupRssBytes, mib } from '../memory.js';
 import type { Check } from './types.js';
 
@@ -11,6 +11,8 @@ const CONCURRENCY = 4;
 /** the others must get each event this soon after its publish was answered */
 const MAX_LATENCY_MS = 2000;
 const DROP_MS = 10_000;
+/** after the drop, the server's side of the connection must leave ESTABLISHED this soon */
+const CLOSE_MS = 10_000;
 
 export const slowClients: Check = {
   id: 'C13',
@@ -52,7 +54,18 @@ export const slowClients: Check = {
       const mem = `RSS ${mib(rssBefore)} → ${mib(rssAfter)} MiB`;
       expect(dropped >= 0, `the stalled client was not dropped ${DROP_MS / 1000} s after ${EVENTS} events of ${EVENT_BYTES / 1024} KiB (${mem})`);
       expect(worst <= MAX_LATENCY_MS, `the reading client got an event ${worst} ms after its publish while another client stalled`);
-      return `${EVENTS}×${EVENT_BYTES / 1024} KiB in ${pumpMs} ms; reader's worst latency ${worst} ms; stalled client dropped; ${mem}`;
+      const droppedAt = Date.now();
+      let state = serverSideState(ctx.server.port, slow.localPort!);
+      while (state === 'ESTABLISHED' && Date.now() - droppedAt < CLOSE_MS) {
+        await sleep(200);
+        state = serverSideState(ctx.server.port, slow.localPort!);
+      }
+      expect(
+        state !== 'ESTABLISHED',
+        `the stalled client was dropped from the count, but the server kept its connection ESTABLISHED ${CLOSE_MS / 1000} s later (a file descriptor held for a dropped client)`,
+      );
+      const closed = `its connection ${state === undefined ? 'gone' : state} after ${((Date.now() - droppedAt) / 1000).toFixed(1)} s`;
+      return `${EVENTS}×${EVENT_BYTES / 1024} KiB in ${pumpMs} ms; reader's worst latency ${worst} ms; stalled client dropped, ${closed}; ${mem}`;
     } finally {
       slow.destroy();
       fast.close();

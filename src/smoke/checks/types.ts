@@ -1,7 +1,8 @@
 import type { Context } from '../context.js';
 import type { VariantName } from '../variants.js';
 
-export type CheckId = `C${number}`;
+/** C1-C16 are the contract's; B1 is the browser check of `smoke --browser` */
+export type CheckId = `C${number}` | `B${number}`;
 
 export interface Check {
   id: CheckId;

@@ -1,0 +1,20 @@
+defmodule SseServerWeb.Router do
+  use Phoenix.Router, helpers: false
+
+  # Routes match in order: a known path with another method falls through to 405, any other
+  # path to 404 (both JSON, like every error here).
+  scope "/", SseServerWeb do
+    get "/events", StreamController, :stream
+    options "/events", FallbackController, :preflight
+    match :*, "/events", FallbackController, :method_not_allowed, assigns: %{allow: "GET, OPTIONS"}
+
+    post "/publish", PublishController, :publish
+    options "/publish", FallbackController, :preflight
+    match :*, "/publish", FallbackController, :method_not_allowed, assigns: %{allow: "POST, OPTIONS"}
+
+    get "/health", HealthController, :show
+    match :*, "/health", FallbackController, :method_not_allowed, assigns: %{allow: "GET"}
+
+    match :*, "/*path", FallbackController, :not_found
+  end
+end

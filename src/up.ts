@@ -1,0 +1,287 @@
+// `up`: every target of a generated folder at once, each on its own port with a fresh publish
+// token, for the demo page and for people who want to see them side by side. Targets build one
+// after another (two cores go further that way) and each starts as soon as it is built; one
+// that fails is reported and the others go on. `stop()` ends them all, whole process trees.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { ResultPromise } from 'execa';
+import { killTree } from './process-tree.js';
+import { MARKER_FILE } from './render.js';
+import { buildProject, startProject, stopGroup } from './run.js';
+import { findTarget, loadTargets, type Level, type Target } from './targets.js';
+import { checkToolchain, missingSummary } from './toolchain.js';
+
+export type UpState = 'waiting' | 'building' | 'starting' | 'up' | 'failed' | 'exited' | 'stopped' | 'not run';
+
+export interface UpTarget {
+  id: string;
+  language: string;
+  framework: string;
+  level: Level;
+  port: number;
+  url: string;
+  /** the stream's path */
+  path: string;
+  /** the spec's event names (EventSource only delivers named events to their listeners) */
+  events: string[];
+  state: UpState;
+  /** why it failed, or why it is not run here */
+  reason?: string;
+  /** the SSE_PUBLISH_TOKEN this run gave it (never written to disk) */
+  publishToken?: string;
+  /** when it answered /health, to tell a new run of the server from the last */
+  since?: number;
+}
+
+export interface UpOptions {
+  /** only these target ids */
+  ids?: string[];
+  /** each target listens on portBase + its offset (default 3000: the example ports) */
+  portBase?: number;
+  host?: string;
+  onChange?: (target: UpTarget) => void;
+  /** a line about a slow step, every few seconds */
+  onProgress?: (line: string) => void;
+}
+
+interface Running {
+  target: Target;
+  dir: string;
+  info: UpTarget;
+  child?: ResultPromise;
+}
+
+const READY_MS = 120_000;
+
+/** Generated projects in `dir`, in the seed order. */
+export function generatedTargets(dir: string): Array<{ target: Target; dir: string; path: string; events: string[] }> {
+  if (!existsSync(dir)) return [];
+  const found: Array<{ target: Target; dir: string; path: string; events: string[] }> = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const marker = join(dir, entry.name, MARKER_FILE);
+    if (!entry.isDirectory() || !existsSync(marker)) continue;
+    try {
+      const { target, path, events } = JSON.parse(readFileSync(marker, 'utf8'));
+      found.push({
+        target: findTarget(target),
+        dir: join(dir, entry.name),
+        path: typeof path === 'string' ? path : '/events',
+        events: Array.isArray(events) ? events.filter((e) => typeof e === 'string') : [],
+      });
+    } catch {
+      // not one of ours, or a target this version does not know
+    }
+  }
+  const order = loadTargets().map((t) => t.id);
+  return found.sort((a, b) => order.indexOf(a.target.id) - order.indexOf(b.target.id));
+}
+
+async function healthy(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1500) });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+export class UpSession {
+  readonly targets: UpTarget[];
+  private readonly running: Running[];
+  private stopping = false;
+
+  constructor(
+    found: Array<{ target: Target; dir: string; path: string; events: string[] }>,
+    private readonly options: UpOptions,
+  ) {
+    const host = options.host ?? '127.0.0.1';
+    const base = options.portBase ?? 3000;
+    this.running = found.map(({ target, dir, path, events }) => {
+      const port = base + target.portOffset;
+      const runs = target.level === 'runs';
+      return {
+        target,
+        dir,
+        info: {
+          id: target.id,
+          language: target.language,
+          framework: target.framework,
+          level: target.level,
+          port,
+          url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
+          path,
+          events,
+          state: runs ? 'waiting' : 'not run',
+          reason: runs ? undefined : `level ${target.level}: ${target.levelNote ?? 'cannot run here'}`,
+        },
+      };
+    });
+    this.targets = this.running.map((r) => r.info);
+  }
+
+  private set(r: Running, state: UpState, reason?: string) {
+    r.info.state = state;
+    r.info.reason = reason;
+    this.options.onChange?.(r.info);
+  }
+
+  /** Build and start every target that runs here; resolves when each is up or has failed. */
+  async start(): Promise<void> {
+    for (const r of this.running) {
+      if (this.stopping) break;
+      if (r.info.state === 'not run') {
+        this.options.onChange?.(r.info);
+        continue;
+      }
+      const missing = missingSummary(await checkToolchain(r.target));
+      if (missing) {
+        this.set(r, 'not run', `toolchain missing: ${missing}`);
+        continue;
+      }
+      await this.launch(r);
+    }
+  }
+
+  private async launch(r: Running, build = true): Promise<void> {
+    const started = Date.now();
+    const progress = setInterval(() => {
+      this.options.onProgress?.(`${r.info.id}: ${r.info.state} (${Math.round((Date.now() - started) / 1000)} s)`);
+    }, 5000);
+    try {
+      if (build) {
+        this.set(r, 'building');
+        await buildProject(r.dir, { stdio: 'pipe' });
+      }
+      if (this.stopping) return;
+      this.set(r, 'starting');
+      r.info.publishToken ??= randomBytes(16).toString('hex');
+      const child = startProject(r.dir, r.target, {
+        env: { PORT: String(r.info.port), HOST: this.options.host ?? '127.0.0.1', SSE_PUBLISH_TOKEN: r.info.publishToken },
+        stdio: 'pipe',
+      });
+      r.child = child;
+      let output = '';
+      child.all?.on('data', (chunk: Buffer) => (output = (output + chunk.toString('utf8')).slice(-4000)));
+      let exited = false;
+      void child.then((result) => {
+        exited = true;
+        if (r.child !== child) return;
+        r.child = undefined;
+        if (!this.stopping && r.info.state !== 'stopped') {
+          const last = output.trim().split('\n').slice(-3).join(' | ');
+          this.set(r, r.info.state === 'up' ? 'exited' : 'failed', `exited (${result.signal ?? `code ${result.exitCode}`})${last ? `: ${last}` : ''}`);
+        }
+      });
+      const deadline = Date.now() + READY_MS;
+      while (!exited && Date.now() < deadline && !this.stopping) {
+        if (await healthy(r.info.url)) {
+          r.info.since = Date.now();
+          this.set(r, 'up');
+          return;
+        }
+        await new Promise((done) => setTimeout(done, 200));
+      }
+      if (!exited && !this.stopping) {
+        this.set(r, 'failed', `no answer to GET /health within ${READY_MS / 1000} s`);
+        killTree(child.pid!);
+      }
+    } catch (error) {
+      this.set(r, 'failed', (error as Error).message.split('\n')[0]);
+    } finally {
+      clearInterval(progress);
+    }
+  }
+
+  /** Stop one target (SIGTERM, then SIGKILL of what is left). */
+  async stopOne(id: string): Promise<void> {
+    const r = this.running.find((x) => x.info.id === id);
+    if (!r?.child?.pid) return;
+    const pid = r.child.pid;
+    this.set(r, 'stopped');
+    await stopGroup(pid, 5000);
+    killTree(pid);
+  }
+
+  /** Start a stopped target again, with the same port and publish token, without rebuilding. */
+  async restartOne(id: string): Promise<void> {
+    const r = this.running.find((x) => x.info.id === id);
+    if (!r) return;
+    if (r.child) await this.stopOne(id);
+    await this.launch(r, false);
+  }
+
+  /** SIGKILL every process tree at once (for process exit, where nothing can be awaited). */
+  kill(): void {
+    for (const r of this.running) if (r.child?.pid !== undefined) killTree(r.child.pid);
+  }
+
+  /** Stop every target; nothing it started is left behind. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(
+      this.running.map(async (r) => {
+        const pid = r.child?.pid;
+        if (pid === undefined) return;
+        await stopGroup(pid, 5000);
+        killTree(pid);
+        r.child = undefined;
+        if (r.info.state === 'up' || r.info.state === 'starting' || r.info.state === 'building') this.set(r, 'stopped');
+      }),
+    );
+  }
+}
+
+export function upSession(dir: string, options: UpOptions = {}): UpSession {
+  const root = resolve(dir);
+  let found = generatedTargets(root);
+  if (options.ids?.length) {
+    const wanted = new Set(options.ids.map((id) => findTarget(id).id));
+    found = found.filter((f) => wanted.has(f.target.id));
+  }
+  return new UpSession(found, options);
+}
+
+const pad = (text: string, width: number) => text.padEnd(width);
+
+/** One line of the table `up` prints as targets change state. */
+export function upRow(t: UpTarget): string {
+  const url = t.state === 'up' ? t.url : '';
+  return `${pad(t.id, 22)} ${pad(String(t.port), 6)} ${pad(t.state, 9)} ${url}${t.reason && t.state !== 'up' ? `${url ? ' ' : ''}${t.reason}` : ''}`;
+}
+
+export const UP_HEADER = `${pad('target', 22)} ${pad('port', 6)} ${pad('state', 9)} url`;
+
+/** `create-sse-server up [DIR]`: runs until Ctrl-C, then stops everything. */
+export async function upCommand(dir: string, options: { target?: string[]; portBase?: number; host?: string }): Promise<number> {
+  const session = upSession(dir, {
+    ids: options.target,
+    portBase: options.portBase,
+    host: options.host,
+    onChange: (t) => console.log(upRow(t)),
+    onProgress: (line) => console.error(`  … ${line}`),
+  });
+  if (!session.targets.length) {
+    console.error(`no generated projects in ${dir} (make them with: create-sse-server generate --spec FILE --out ${dir})`);
+    return 1;
+  }
+  console.log(UP_HEADER);
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    console.error('\nstopping every server…');
+    await session.stop();
+    console.error('all stopped');
+    process.exit(0);
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  // If this process dies some other way, take the servers with it.
+  process.on('exit', () => session.kill());
+  await session.start();
+  const up = session.targets.filter((t) => t.state === 'up').length;
+  console.log(`\n${up} of ${session.targets.length} up; publish tokens are in each server's environment (the demo page gets them from \`create-sse-server demo\`). Ctrl-C stops them all.`);
+  await new Promise(() => undefined);
+  return 0;
+}
