@@ -1,7 +1,7 @@
 // Issue 8 items 8-11: names, suggestions, `list`, and the smaller papercuts, as a user sees
 // them (the CLI as a process, without a TTY, over a templates root made for the test).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -156,6 +156,31 @@ describe('item 11: smaller', () => {
     const claimed = Number(description.match(/(\d+) languages/)?.[1] ?? 0);
     expect(claimed).toBeLessThanOrEqual(new Set(loadTargets().map((x) => x.language)).size);
   });
+
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  it.skipIf(!hasScript)('in a terminal, answering "no" to replacing a folder exits 1; Ctrl-C exits 130', async () => {
+    // `script` gives the CLI a pseudo-terminal, so it asks as it would a user
+    const answer = (keys: string) =>
+      new Promise<{ code: number | null; output: string }>((resolve) => {
+        const dir = mkdtempSync(join(tmpdir(), 'tty-'));
+        writeFileSync(join(dir, 'mine.txt'), 'mine');
+        const child = spawn('script', ['-qec', `node ${BIN} ${dir} --target alpha --port 4000`, '/dev/null'], { env: { ...process.env, CI: '', CREATE_SSE_SERVER_TEMPLATES: ROOT } });
+        let output = '';
+        child.stdout.on('data', (c) => {
+          output += c;
+          if (output.includes('(y/N)') && !child.stdin.writableEnded) child.stdin.end(keys);
+        });
+        child.on('exit', (code) => {
+          expect(readFileSync(join(dir, 'mine.txt'), 'utf8')).toBe('mine');
+          resolve({ code, output });
+        });
+      });
+    const no = await answer('n');
+    expect(no.code).toBe(1);
+    expect(no.output).toMatch(/error: .* was left as it was; nothing was written/);
+    const interrupted = await answer('\x03');
+    expect(interrupted.code).toBe(130);
+  }, 30_000);
 
   it('kill -9 of `run` does not leave the server serving', async () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'run-')), 'app');
