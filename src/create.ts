@@ -169,7 +169,8 @@ export async function create(dirArg: string | undefined, options: CreateOptions)
 
   const warning = await writeProject(dir, renderTarget(spec, target), { force, guard: options.guard });
   const rel = relative(process.cwd(), resolve(dir));
-  const shown = rel.startsWith('..') || isAbsolute(rel) ? resolve(dir) : rel || '.';
+  // As the user named it: relative stays relative (`../my-app` pastes fine where they are).
+  const shown = isAbsolute(dir) || isAbsolute(rel) ? resolve(dir) : rel || '.';
   const pm = detectPackageManager();
   return {
     dir: shown,
