@@ -93,7 +93,7 @@ export function program(): Command {
         if (differences.length) {
           console.error(`${opts.out} is out of date (run generate without --check):`);
           for (const d of differences) console.error(`  ${d.problem.padEnd(7)} ${d.path}`);
-          console.error(`(extra: a file no template writes; remove it, or keep it out with the target's .gitignore)`);
+          if (differences.some((d) => d.problem === 'extra')) console.error(`(extra: a file no template writes; remove it, or keep it out with the target's .gitignore)`);
           process.exitCode = 1;
         } else console.log(`${opts.out}: ${targets.length} targets up to date`);
       } else console.log(`generated ${targets.length} targets into ${opts.out}: ${targets.map((t) => t.id).join(', ')}`);
