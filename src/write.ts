@@ -372,6 +372,8 @@ export async function withFolderLock<T>(dir: string, waitMs: number, body: () =>
       realpath: false,
       stale: 15_000,
       update: 5_000,
+      // A long build can starve the timer that refreshes the lock; losing it must not crash the run.
+      onCompromised: () => undefined,
       retries: waitMs > 0 ? { retries: Math.ceil(waitMs / 500), minTimeout: 500, maxTimeout: 500, factor: 1 } : 0,
     });
   } catch (error) {
