@@ -39,7 +39,7 @@ export function toolName(tool: ToolchainCommand): string {
 
 /** How to install a missing tool: Debian packages when the manifest names them, else the hint's link or text. */
 export function installHint(tool: ToolchainCommand): string {
-  if (tool.debian?.length) return `apt-get install ${tool.debian.join(' ')} (or \`npm run toolchains\` in a clone)`;
+  if (tool.debian?.length) return `apt-get install ${tool.debian.join(' ')}`;
   const url = tool.hint.match(/https?:\/\/\S+/)?.[0];
   const apt = tool.hint.match(/apt(?:-get)? install [a-z0-9.+\- ]+/)?.[0];
   return apt ?? (url ? `see ${url.replace(/[),.;]+$/, '')}` : tool.hint);
