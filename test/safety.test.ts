@@ -147,6 +147,24 @@ describe('item 2: the marker file cannot make generate delete outside its folder
   });
 });
 
+describe('item 2, from the command line', () => {
+  it('a marker listing ../../VICTIM.txt (an untrusted branch) leaves VICTIM.txt alone and says so', () => {
+    const base = mkdtempSync(join(tmpdir(), 'marker-'));
+    const out = join(base, 'OUT');
+    const spec = join(base, 's.yaml');
+    writeFileSync(spec, 'name: app\n');
+    expect(cli(['generate', '--spec', spec, '--out', out, '--target', 'alpha']).status).toBe(0);
+    writeFileSync(join(base, 'VICTIM.txt'), 'precious');
+    const marker = JSON.parse(readFileSync(join(out, 'alpha', MARKER_FILE), 'utf8'));
+    marker.files.push('../../VICTIM.txt');
+    writeFileSync(join(out, 'alpha', MARKER_FILE), JSON.stringify(marker));
+    const r = cli(['generate', '--spec', spec, '--out', out, '--target', 'alpha']);
+    expect(r.status).toBe(0);
+    expect(readFileSync(join(base, 'VICTIM.txt'), 'utf8')).toBe('precious');
+    expect(r.stderr).toContain('ignored "../../VICTIM.txt" (not a relative path inside the folder)');
+  });
+});
+
 describe('item 3: generate writes each target whole or not at all, one run at a time', () => {
   const snapshot = (dir: string) => Object.fromEntries(readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => [join(e.parentPath, e.name), readFileSync(join(e.parentPath, e.name), 'utf8')]));
 
