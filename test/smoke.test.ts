@@ -35,7 +35,7 @@ describe('smoke: targets at level runs', () => {
       continue;
     }
     it(`${target.id} passes C1-C16 in both variants`, async () => {
-      const [report] = await smokeTargets([target], spec, { requireToolchains: true, onProgress: (line) => console.log(`  ${line}`) });
+      const [report] = await smokeTargets([target], spec, { requireToolchains: true, onProgress: (line) => process.stderr.write(`  ${line}\n`) });
       console.log(formatReport([report]));
       expect(report.result, formatReport([report])).toBe('pass');
       expect(Object.keys(report.checks)).toHaveLength(16);
