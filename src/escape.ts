@@ -35,6 +35,9 @@ const bracedEscape: CodePointEscape = (cp) => `\\u{${hex(cp, 1)}}`;
 /** \u00E9 / \U0001F389 (Python, Go, C#) */
 const shortLongEscape: CodePointEscape = (cp) =>
   cp < 0x10000 ? `\\u${hex(cp, 4)}` : `\\U${hex(cp, 8)}`;
+/** \u00e9 / \U0001f389: Python's hex digits in lower case, as ruff format and black write them */
+const pythonEscape: CodePointEscape = (cp) =>
+  cp < 0x10000 ? `\\u${hex(cp, 4).toLowerCase()}` : `\\U${hex(cp, 8).toLowerCase()}`;
 /** each UTF-8 byte as \ddd (Lua 5.1 / LuaJIT) */
 const luaEscape: CodePointEscape = (cp) =>
   [...Buffer.from(String.fromCodePoint(cp), 'utf8')].map((b) => `\\${String(b).padStart(3, '0')}`).join('');
@@ -48,7 +51,7 @@ const C_LIKE = { '"': '\\"', '\\': '\\\\' };
 const styles = {
   js: { quote: '"', special: { ...C_LIKE, '<': '\\u003C', '>': '\\u003E' }, other: utf16Escape },
   json: { quote: '"', special: { ...C_LIKE, '<': '\\u003C', '>': '\\u003E' }, other: utf16Escape },
-  python: { quote: '"', special: C_LIKE, other: shortLongEscape },
+  python: { quote: '"', special: C_LIKE, other: pythonEscape },
   go: { quote: '"', special: C_LIKE, other: shortLongEscape },
   rust: { quote: '"', special: C_LIKE, other: bracedEscape },
   java: { quote: '"', special: C_LIKE, other: javaEscape },
@@ -71,7 +74,7 @@ export type LiteralLanguage = keyof typeof styles;
 export const literalLanguages = Object.keys(styles) as LiteralLanguage[];
 
 /** Python reads '...' and "..." alike: take the one that needs no escapes (as ruff format does). */
-const pythonSingle: LiteralStyle = { quote: "'", special: { "'": "\\'", '\\': '\\\\' }, other: shortLongEscape };
+const pythonSingle: LiteralStyle = { quote: "'", special: { "'": "\\'", '\\': '\\\\' }, other: pythonEscape };
 
 export function stringLiteral(language: LiteralLanguage, value: string): string {
   const style: LiteralStyle = language === 'python' && value.includes('"') && !value.includes("'") ? pythonSingle : styles[language];
@@ -120,8 +123,10 @@ interface ValueStyle {
   false: string;
   string: (s: string) => string;
   array: (items: string[]) => string;
-  /** `pairs` holds already-written keys and values */
-  object: (pairs: Array<[string, string]>) => string;
+  /** when JSON's own number text is not a literal of the language */
+  number?: (n: number) => string;
+  /** `pairs` holds already-written keys and values, and each key as it was */
+  object: (pairs: Array<[string, string, string]>) => string;
 }
 
 const list = (open: string, items: string[], close: string) => `${open}${items.join(', ')}${close}`;
@@ -157,8 +162,13 @@ const valueStyles: Record<ValueLanguage, ValueStyle> = {
     false: 'false',
     string: (s) => stringLiteral('php', s),
     array: (items) => list('[', items, ']'),
-    // An empty PHP array encodes as a JSON list: an empty object must be an object.
-    object: (pairs) => (pairs.length ? list('[', pairs.map(([k, v]) => `${k} => ${v}`), ']') : 'new \\stdClass()'),
+    // An empty PHP array encodes as a JSON list, and PHP turns a key like "0" into the integer
+    // 0 (so keys "0", "1" would make a list too): such objects are cast to an object.
+    object: (pairs) => {
+      if (!pairs.length) return 'new \\stdClass()';
+      const array = list('[', pairs.map(([k, v]) => `${k} => ${v}`), ']');
+      return pairs.some(([, , raw]) => /^(0|-?[1-9][0-9]*)$/.test(raw)) ? `(object) ${array}` : array;
+    },
   },
   perl: {
     null: 'undef',
@@ -170,6 +180,8 @@ const valueStyles: Record<ValueLanguage, ValueStyle> = {
     object: (pairs) => (pairs.length ? list('{ ', pairs.map(([k, v]) => `${k} => ${v}`), ' }') : '{}'),
   },
   elixir: {
+    // 1e+21 is not Elixir: a float needs a fraction before its exponent (1.0e21)
+    number: (n) => JSON.stringify(n).replace(/^(-?\d+)e\+?/, '$1.0e').replace('e+', 'e'),
     null: 'nil',
     true: 'true',
     false: 'false',
@@ -180,6 +192,9 @@ const valueStyles: Record<ValueLanguage, ValueStyle> = {
 };
 
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/** `__proto__: x`, quoted or not, sets an object literal's prototype: only a computed key adds the field. */
+const jsKey = (key: string) => (key === '__proto__' ? `[${stringLiteral('js', key)}]` : IDENTIFIER.test(key) ? key : stringLiteral('js', key));
 
 /**
  * A JSON value written as `language`'s own literal: `{"a": [1, true, null]}` becomes
@@ -194,13 +209,13 @@ export function valueLiteral(language: ValueLanguage, value: unknown): string {
     if (v === false) return style.false;
     if (typeof v === 'number') {
       if (!Number.isFinite(v)) throw new Error('JSON numbers are finite');
-      return JSON.stringify(v);
+      return style.number?.(v) ?? JSON.stringify(v);
     }
     if (typeof v === 'string') return style.string(v);
     if (Array.isArray(v)) return style.array(v.map(write));
     if (typeof v === 'object') {
       return style.object(
-        Object.entries(v as Record<string, unknown>).map(([k, x]) => [language === 'js' && IDENTIFIER.test(k) ? k : style.string(k), write(x)]),
+        Object.entries(v as Record<string, unknown>).map(([k, x]) => [language === 'js' ? jsKey(k) : style.string(k), write(x), k]),
       );
     }
     throw new Error(`${typeof v} has no JSON form`);

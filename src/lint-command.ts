@@ -13,6 +13,6 @@ export async function lintCommand(ids: string[], opts: { spec?: string; requireT
   const reports = await lintTargets(targets, spec, { work, requireToolchains: opts.requireToolchains, onProgress: (l) => console.error(l) });
   console.log(formatLintReport(reports));
   const count = (r: string) => reports.filter((x) => x.result === r).length;
-  console.log(`\nlint: ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped, ${count('none')} without linters`);
+  console.log(`\nlint: ${count('pass')} passed, ${count('fail')} failed, ${count('skipped')} skipped, ${count('unavailable')} with no linter runnable here, ${count('none')} without linters`);
   return count('fail') || (opts.requireToolchains && count('none')) ? 1 : 0;
 }

@@ -15,8 +15,8 @@ export type LintVariant = 'spec' | 'full';
 
 export interface LintReport {
   id: string;
-  /** none: the manifest names no linters */
-  result: 'pass' | 'fail' | 'skipped' | 'none';
+  /** none: the manifest names no linters; unavailable: none of its linters can run here */
+  result: 'pass' | 'fail' | 'skipped' | 'none' | 'unavailable';
   reason?: string;
   /** the commands that ran, per render */
   ran: Array<{ variant: LintVariant; command: string; ok: boolean; output?: string }>;
@@ -49,7 +49,11 @@ export function fullSpec(spec: Spec): Spec {
   );
 }
 
-const command = (step: Step) => step.run.join(' ');
+/** A step as the report shows it: one line, an inline script cut short. */
+const command = (step: Step) => {
+  const line = step.run.map((a) => a.split('\n')[0]).join(' ');
+  return line.length > 100 ? `${line.slice(0, 97)}...` : line;
+};
 
 async function runStep(dir: string, target: Target, step: Step & { failOnOutput?: boolean }) {
   const result = await execa(step.run[0], step.run.slice(1), { cwd: dir, env: { ...target.env, ...step.env }, all: true, reject: false, timeout: 600_000 });
@@ -62,6 +66,11 @@ export async function lintTarget(target: Target, spec: Spec, options: LintOption
   const report: LintReport = { id: target.id, result: 'none', ran: [], unavailable: target.lint?.unavailable };
   if (!target.lint) {
     report.reason = 'the manifest names no formatter or linter';
+    return report;
+  }
+  if (!target.lint.steps.length) {
+    report.result = 'unavailable';
+    report.reason = `not run: ${target.lint.unavailable ?? 'no linter can run here'}`;
     return report;
   }
   const tools: ToolchainCommand[] = [...(target.level === 'runs' ? target.toolchain : []), ...(target.lint.toolchain ?? [])];

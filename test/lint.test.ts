@@ -15,13 +15,21 @@ const work = mkdtempSync(join(tmpdir(), 'sse-lint-'));
 const ci = Boolean(process.env.CI);
 
 describe('lint', () => {
-  for (const target of loadTargets().filter((t) => t.lint)) {
+  for (const target of loadTargets().filter((t) => t.lint?.steps.length)) {
     it(`${target.id}: ${target.lint!.steps.map((s) => s.run[0]).join(', ')} find nothing in either render`, async () => {
       const report = await lintTarget(target, spec, { work, requireToolchains: ci });
-      if (report.result === 'skipped') return console.warn(`lint ${target.id} skipped: ${report.reason}`);
+      // Not run is reported as not run, with its reason, never as a pass.
+      if (report.result === 'skipped' || report.result === 'unavailable') return console.warn(`lint ${target.id} ${report.result}: ${report.reason}`);
       expect(report.result, `${report.reason}\n${report.ran.filter((r) => !r.ok).map((r) => r.output).join('\n')}`).toBe('pass');
     }, 900_000);
   }
+
+  it('reports a target whose linters cannot run here as unavailable, not passed', async () => {
+    const go = loadTargets().find((t) => t.id === 'go-stdlib')!;
+    const report = await lintTarget({ ...go, lint: { steps: [], unavailable: 'no SDK here' } }, spec, { work });
+    expect(report.result).toBe('unavailable');
+    expect(report.reason).toBe('not run: no SDK here');
+  });
 
   it('fails a project its formatter would change (a lint that cannot fail is worth nothing)', async () => {
     const go = loadTargets().find((t) => t.id === 'go-stdlib')!;

@@ -12,6 +12,10 @@ const VALUES: unknown[] = [
   { source: 'server-clock', price: 128.42, n: -3, big: 12345678901, ok: true, no: false, none: null },
   { nested: { list: [1, 'two', null, [], {}, [{ deep: [true] }]], empty: {} }, [NASTY.join('|')]: NASTY },
   { 'key with "quotes" and $x #{y} @z \\ \n': 'value', é: '🎉', '': 'empty key' },
+  JSON.parse('{"__proto__": {"polluted": true}, "constructor": 1, "toString": "x"}'),
+  { '0': 'zero', '1': 'one' },
+  [1e21, -2.5e-7, 1.5e300, 0.1, 0],
+  { list: [{ '5': 'five' }, { '-1': 'minus', '01': 'padded' }] },
   [],
   {},
 ];

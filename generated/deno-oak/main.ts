@@ -19,8 +19,8 @@ const MAX_BODY_BYTES = 64 * 1024;
 const MAX_EVENT_NAME = 64;
 const MAX_JSON_DEPTH = 64;
 const TIMED_EVENTS: { name: string; everyMs: number; data: Record<string, unknown> }[] = [
-  { name: "clock", everyMs: 1000, data: JSON.parse("{\"source\":\"server-clock\",\"timezone\":\"UTC\"}") },
-  { name: "stock-price", everyMs: 2000, data: JSON.parse("{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}") },
+  { name: "clock", everyMs: 1000, data: { source: "server-clock", timezone: "UTC" } },
+  { name: "stock-price", everyMs: 2000, data: { symbol: "ACME", price: 128.42, currency: "USD", exchange: "NASDAQ" } },
 ];
 
 const PORT = Number(Deno.env.get("PORT") || DEFAULT_PORT);

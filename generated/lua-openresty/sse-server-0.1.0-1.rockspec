@@ -19,6 +19,14 @@ dependencies = {
   "lua-resty-core == 0.1.25",
   "lua-resty-lrucache == 0.13",
 }
+-- luarocks test: luacheck (settings in .luacheckrc), Debian 12's version.
+test_dependencies = {
+  "luacheck == 1.1.0",
+}
+test = {
+  type = "command",
+  command = "luacheck .",
+}
 build = {
   -- Nothing to install: nginx loads lua/ from this folder (lua_package_path in nginx.conf).
   type = "none",

@@ -6,11 +6,13 @@ import json
 import os
 import re
 import secrets
+import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, NamedTuple, NoReturn
 
 import anyio
 import h11
@@ -20,6 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.sse import EventSourceResponse, ServerSentEvent, format_sse_event
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 SERVER_NAME = "sse-server"
@@ -36,11 +39,6 @@ MAX_EVENT_NAME = 64
 MAX_JSON_DEPTH = 64
 HEADER_TIMEOUT_SECONDS = 15
 SEND_TIMEOUT_SECONDS = 5  # a client that takes no bytes for this long while writes wait is cut off
-# (name, every ms, data) of each event sent on a timer; data keeps the spec's key order
-TIMED_EVENTS = [
-    ("clock", 1000, json.loads('{"source":"server-clock","timezone":"UTC"}')),
-    ("stock-price", 2000, json.loads('{"symbol":"ACME","price":128.42,"currency":"USD","exchange":"NASDAQ"}')),
-]
 LAST_EVENT_ID = re.compile(r"[0-9]{1,1024}")
 PREFLIGHT = {
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
@@ -49,10 +47,40 @@ PREFLIGHT = {
 }
 HEARTBEAT = ServerSentEvent(comment="heartbeat")
 
+
+class TimedEvent(NamedTuple):
+    """An event sent on a timer for the whole server; its data gains a "timestamp"."""
+
+    name: str
+    every_ms: int
+    data: dict[str, object]  # in the spec's key order
+
+
+TIMED_EVENTS = [
+    TimedEvent(
+        name="clock",
+        every_ms=1000,
+        data={
+            "source": "server-clock",
+            "timezone": "UTC",
+        },
+    ),
+    TimedEvent(
+        name="stock-price",
+        every_ms=2000,
+        data={
+            "symbol": "ACME",
+            "price": 128.42,
+            "currency": "USD",
+            "exchange": "NASDAQ",
+        },
+    ),
+]
+
 # Tokens come from the environment only. Without SSE_TOKEN the stream is open to anyone.
 stream_token = os.environ.get("SSE_TOKEN") or None
-publish_token = os.environ.get("SSE_PUBLISH_TOKEN") or None
-if publish_token is None:
+publish_token = os.environ.get("SSE_PUBLISH_TOKEN", "")
+if not publish_token:
     publish_token = secrets.token_hex(16)
     print(f"publish token: {publish_token} (set SSE_PUBLISH_TOKEN to choose your own)", flush=True)
 
@@ -140,7 +168,7 @@ class Hub:
 hub = Hub()
 
 
-def as_text(data) -> str:
+def as_text(data: object) -> str:
     """A string is sent as its own text, anything else as compact JSON."""
     return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -149,7 +177,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def every(name: str, every_ms: int, data: dict) -> None:
+async def every(name: str, every_ms: int, data: dict[str, object]) -> None:
     loop = asyncio.get_running_loop()
     due = loop.time()
     while True:
@@ -166,7 +194,7 @@ async def heartbeat() -> None:
 
 
 @asynccontextmanager
-async def lifespan(_: FastAPI):
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(every(*event)) for event in TIMED_EVENTS]
     tasks.append(asyncio.create_task(heartbeat()))
     yield
@@ -177,14 +205,15 @@ async def lifespan(_: FastAPI):
 class Cors:
     """CORS headers on every response, streams and errors included (pure ASGI, no buffering)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
 
-        async def send_with_cors(message) -> None:
+        async def send_with_cors(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["Access-Control-Allow-Origin"] = "*"
@@ -197,10 +226,10 @@ class QuietDisconnect:
     """FastAPI's SSE keep-alive task raises BrokenResourceError when a client goes away while
     a write waits (fastapi discussion #15725): the stream is over, there is nothing to log."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await self.app(scope, receive, send)
         except* anyio.BrokenResourceError:
@@ -212,7 +241,7 @@ app.add_middleware(Cors)
 app.add_middleware(QuietDisconnect)
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -273,20 +302,20 @@ def publish_authorized(request: Request) -> bool:
     return same_token(bearer_token(request), publish_token)
 
 
-def nesting(value) -> int:
+def nesting(value: object) -> int:
     depth, level = 0, [value]
-    while level := [v for v in level if isinstance(v, dict | list)]:
+    while containers := [v for v in level if isinstance(v, dict | list)]:
         depth += 1
-        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
+        level = [child for c in containers for child in (c.values() if isinstance(c, dict) else c)]
     return depth
 
 
-def reject_constant(name: str):
+def reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
 @app.post("/publish")
-async def publish(request: Request):
+async def publish(request: Request) -> JSONResponse:
     """Checks, in order: token (401), Content-Type (415), size (413), body (400)."""
     if not publish_authorized(request):
         return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
@@ -331,7 +360,7 @@ async def preflight() -> Response:
 
 
 @app.get("/health")
-async def health():
+async def health() -> dict[str, str | int]:
     return {"status": "ok", "clients": hub.count()}
 
 
@@ -344,7 +373,7 @@ class Protocol(H11Protocol):
     header_timer: asyncio.TimerHandle | None = None
     stall_timer: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn types it
         super().connection_made(transport)
         self.header_timer = self.loop.call_later(HEADER_TIMEOUT_SECONDS, self.transport.abort)
 
@@ -376,13 +405,13 @@ class Protocol(H11Protocol):
 
 
 class Server(uvicorn.Server):
-    async def startup(self, sockets=None) -> None:
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.started:
             print(f"{SERVER_NAME} listening on http://{self.config.host}:{self.config.port}", flush=True)
 
-    def handle_exit(self, sig, frame) -> None:
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # uvicorn waits for open responses before it exits, and streams never end by
         # themselves: end them now. Not calling super() also keeps uvicorn from re-raising
         # the signal after shutdown, so SIGTERM and SIGINT exit 0.
@@ -392,6 +421,6 @@ class Server(uvicorn.Server):
 
 
 if __name__ == "__main__":
-    host = os.environ.get("HOST") or "0.0.0.0"
+    host = os.environ.get("HOST") or "0.0.0.0"  # noqa: S104 (every interface unless HOST says otherwise)
     port = int(os.environ.get("PORT") or DEFAULT_PORT)
     Server(uvicorn.Config(app, host=host, port=port, http=Protocol, timeout_graceful_shutdown=3)).run()

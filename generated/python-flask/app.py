@@ -10,10 +10,14 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import NamedTuple, NoReturn
 
 import gevent
 from flask import Flask, Response, request
+from flask.json.provider import DefaultJSONProvider
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 SERVER_NAME = "sse-server"
@@ -28,11 +32,6 @@ MAX_QUEUE_FRAMES = 256  # ...or than this many frames
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENT_NAME = 64
 MAX_JSON_DEPTH = 64
-# (name, every ms, data) of each event sent on a timer; data keeps the spec's key order
-TIMED_EVENTS = [
-    ("clock", 1000, json.loads('{"source":"server-clock","timezone":"UTC"}')),
-    ("stock-price", 2000, json.loads('{"symbol":"ACME","price":128.42,"currency":"USD","exchange":"NASDAQ"}')),
-]
 LAST_EVENT_ID = re.compile(r"[0-9]{1,1024}")
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 EVENT_STREAM = "text/event-stream; charset=utf-8"
@@ -44,11 +43,41 @@ PREFLIGHT = {
     "Access-Control-Max-Age": "86400",
 }
 
+
+class TimedEvent(NamedTuple):
+    """An event sent on a timer for the whole server; its data gains a "timestamp"."""
+
+    name: str
+    every_ms: int
+    data: dict[str, object]  # in the spec's key order
+
+
+TIMED_EVENTS = [
+    TimedEvent(
+        name="clock",
+        every_ms=1000,
+        data={
+            "source": "server-clock",
+            "timezone": "UTC",
+        },
+    ),
+    TimedEvent(
+        name="stock-price",
+        every_ms=2000,
+        data={
+            "symbol": "ACME",
+            "price": 128.42,
+            "currency": "USD",
+            "exchange": "NASDAQ",
+        },
+    ),
+]
+
 # Tokens come from the environment only (gunicorn.conf.py refuses to start without a
 # required SSE_TOKEN). Without SSE_TOKEN the stream is open to anyone.
 stream_token = os.environ.get("SSE_TOKEN") or None
-publish_token = os.environ.get("SSE_PUBLISH_TOKEN") or None
-if publish_token is None:
+publish_token = os.environ.get("SSE_PUBLISH_TOKEN", "")
+if not publish_token:
     publish_token = secrets.token_hex(16)
     print(f"publish token: {publish_token} (set SSE_PUBLISH_TOKEN to choose your own)", flush=True)
 
@@ -101,11 +130,11 @@ class Client:
             self.queued_bytes -= len(frame)
         return frame
 
-    def watch(self) -> None:
+    def watch(self, sock: socket.socket) -> None:
         """End the stream as soon as the client hangs up: it sends nothing after its request,
         so its socket turns readable only at EOF (gunicorn would notice at the next write)."""
         try:
-            gone = not self.sock.recv(1, socket.MSG_PEEK)
+            gone = not sock.recv(1, socket.MSG_PEEK)
         except OSError:
             gone = True
         if gone:
@@ -160,7 +189,7 @@ class Hub:
 hub = Hub()
 
 
-def as_text(data) -> str:
+def as_text(data: object) -> str:
     """A string is sent as its own text, anything else as compact JSON."""
     return data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
@@ -169,7 +198,7 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def every(name: str, every_ms: int, data: dict) -> None:
+def every(name: str, every_ms: int, data: dict[str, object]) -> None:
     due = time.monotonic()
     while True:
         due += every_ms / 1000
@@ -183,12 +212,16 @@ def start_timers() -> None:
         threading.Thread(target=every, args=event, daemon=True).start()
 
 
+class JSONProvider(DefaultJSONProvider):
+    sort_keys = False  # bodies keep their keys in the order written
+
+
 app = Flask(__name__)
-app.json.sort_keys = False
+app.json = JSONProvider(app)
 
 
 @app.before_request
-def preflight():
+def preflight() -> ResponseReturnValue | None:
     if request.method == "OPTIONS" and request.path in PREFLIGHT_PATHS:
         return "", 204, PREFLIGHT
     return None
@@ -200,14 +233,15 @@ def cors(response: Response) -> Response:
     return response
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None):
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> ResponseReturnValue:
     return {"error": message}, status, headers or {}
 
 
 @app.errorhandler(HTTPException)
-def http_error(exc: HTTPException):
+def http_error(exc: HTTPException) -> ResponseReturnValue:
     """Errors are JSON, Werkzeug's own 404 and 405 (with its Allow) included."""
-    message = {404: "not found", 405: "method not allowed"}.get(exc.code, exc.description)
+    messages = {404: "not found", 405: "method not allowed"}
+    message = messages.get(exc.code or 0, exc.description or exc.name)
     response = exc.get_response()
     response.set_data(json.dumps({"error": message}, separators=(",", ":")))
     response.content_type = "application/json"
@@ -226,7 +260,9 @@ def same_token(given: str | None, expected: str) -> bool:
 
 def stream_authorized() -> bool:
     """With SSE_TOKEN set, the token as a Bearer header or as ?token= (either is enough)."""
-    return stream_token is None or any(same_token(given, stream_token) for given in (bearer_token(), request.args.get("token")))
+    return stream_token is None or any(
+        same_token(given, stream_token) for given in (bearer_token(), request.args.get("token"))
+    )
 
 
 def last_event_id() -> int | None:
@@ -234,8 +270,8 @@ def last_event_id() -> int | None:
     return int(value) if LAST_EVENT_ID.fullmatch(value) else None
 
 
-def frames(client: Client, replay: list[bytes]):
-    watcher = gevent.spawn(client.watch) if client.sock is not None else None
+def frames(client: Client, replay: list[bytes]) -> Iterator[bytes]:
+    watcher = gevent.spawn(client.watch, client.sock) if client.sock is not None else None
     try:
         yield b"retry: %d\n\n" % RETRY_MS
         yield from replay
@@ -255,7 +291,7 @@ def frames(client: Client, replay: list[bytes]):
 
 
 @app.get(STREAM_PATH)
-def stream():
+def stream() -> ResponseReturnValue:
     if not stream_authorized():
         return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
     if request.method == "HEAD":  # Werkzeug never runs the body of a HEAD response: open no stream
@@ -274,20 +310,20 @@ def publish_authorized() -> bool:
     return same_token(bearer_token(), publish_token)
 
 
-def nesting(value) -> int:
+def nesting(value: object) -> int:
     depth, level = 0, [value]
-    while level := [v for v in level if isinstance(v, dict | list)]:
+    while containers := [v for v in level if isinstance(v, dict | list)]:
         depth += 1
-        level = [child for v in level for child in (v.values() if isinstance(v, dict) else v)]
+        level = [child for c in containers for child in (c.values() if isinstance(c, dict) else c)]
     return depth
 
 
-def reject_constant(name: str):
+def reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
 @app.post("/publish")
-def publish():
+def publish() -> ResponseReturnValue:
     """Checks, in order: token (401), Content-Type (415), size (413), body (400)."""
     if not publish_authorized():
         return error(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})
@@ -324,5 +360,5 @@ def publish():
 
 
 @app.get("/health")
-def health():
+def health() -> dict[str, str | int]:
     return {"status": "ok", "clients": hub.count()}

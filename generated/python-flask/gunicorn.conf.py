@@ -1,8 +1,14 @@
 # gunicorn settings for sse-server: `gunicorn -c gunicorn.conf.py app:app`.
 import os
 import signal
+from collections.abc import Callable
+from types import FrameType
 
-_host = os.environ.get("HOST") or "0.0.0.0"
+from gunicorn.workers.base import Worker
+
+SignalHandler = Callable[[int, FrameType | None], None]
+
+_host = os.environ.get("HOST") or "0.0.0.0"  # noqa: S104 (every interface unless HOST says otherwise)
 _port = int(os.environ.get("PORT") or "3002")
 
 bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
@@ -19,16 +25,17 @@ graceful_timeout = 3
 control_socket_disable = True  # no ~/.gunicorn/gunicorn.ctl shared by every gunicorn on the machine
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Worker) -> None:
     import gevent
+
     from app import SERVER_NAME, hub, start_timers
 
     start_timers()
 
     # On SIGTERM gunicorn stops accepting and waits for open requests, but a stream never
     # finishes by itself: end every stream first. (Off the signal handler: it takes a lock.)
-    def ending_streams(then):
-        def handler(sig, frame):
+    def ending_streams(then: SignalHandler) -> SignalHandler:
+        def handler(sig: int, frame: FrameType | None) -> None:
             gevent.spawn(hub.close_all)
             then(sig, frame)
 

@@ -23,9 +23,26 @@ MAX_QUEUE_BYTES = 1024 * 1024
 MAX_BODY_BYTES = 64 * 1024
 MAX_EVENT_NAME = 64
 MAX_JSON_DEPTH = 64
+# Each adds a "timestamp" to its data.
 TIMED_EVENTS = [
-  ["clock", 1000, JSON.parse("{\"source\":\"server-clock\",\"timezone\":\"UTC\"}")],
-  ["stock-price", 2000, JSON.parse("{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")],
+  {
+    name: "clock",
+    every_ms: 1000,
+    data: {
+      "source" => "server-clock",
+      "timezone" => "UTC",
+    },
+  },
+  {
+    name: "stock-price",
+    every_ms: 2000,
+    data: {
+      "symbol" => "ACME",
+      "price" => 128.42,
+      "currency" => "USD",
+      "exchange" => "NASDAQ",
+    },
+  },
 ].freeze
 ALLOWED_METHODS = {
   STREAM_PATH => "GET, OPTIONS",
@@ -33,26 +50,35 @@ ALLOWED_METHODS = {
   "/health" => "GET",
 }.freeze
 
+# Request headers not complete in this many seconds: the connection is closed.
+HEADER_TIMEOUT = 10
+
+# An environment variable; an empty one counts as unset.
+def env_var(key)
+  value = ENV.fetch(key, "")
+  value.empty? ? nil : value
+end
+
 # Every open stream holds one Puma thread until it ends: the thread pool is sized from this
 # cap, plus a few threads for /health, /publish and the 503 answers at the cap.
-def env_var(key) = ENV[key].to_s.empty? ? nil : ENV[key]
-
 MAX_STREAMS = [MAX_CLIENTS, Integer(env_var("SSE_MAX_STREAMS") || MAX_CLIENTS)].min
 SPARE_THREADS = 8
 
 STREAM_TOKEN = env_var("SSE_TOKEN")
-PUBLISH_TOKEN = env_var("SSE_PUBLISH_TOKEN") || SecureRandom.hex(16).tap { |token|
-  puts "publish token: #{token} (set SSE_PUBLISH_TOKEN to choose your own)"
-}
-HEADER_TIMEOUT = 10 # seconds
+# A random publish token (128 bits, hex), logged once: SSE_PUBLISH_TOKEN is not set.
+def new_publish_token
+  SecureRandom.hex(16).tap { |token| puts "publish token: #{token} (set SSE_PUBLISH_TOKEN to choose your own)" }
+end
 
-# Two limits Puma 5.6 lacks, added to its connection class (Puma::Client, pinned at 5.6.5).
+PUBLISH_TOKEN = env_var("SSE_PUBLISH_TOKEN") || new_publish_token
+
+# Limits Puma 5.6 lacks, added to its connection class (Puma::Client, pinned at 5.6.5).
 module PumaLimits
   TOO_LARGE = "sse.body_too_large"
 
   # Puma restarts a connection's timeout whenever more bytes arrive, so request headers that
   # trickle in would never time out: count HEADER_TIMEOUT from the first wait instead.
-  def set_timeout(seconds)
+  def set_timeout(seconds) # rubocop:disable Naming/AccessorMethodName -- Puma's name
     super
     return unless @read_header
 
@@ -60,7 +86,7 @@ module PumaLimits
     @timeout_at = [@timeout_at, @headers_due].min
   end
 
-  def reset(fast_check = true)
+  def reset(*)
     @headers_due = nil
     super
   end
@@ -148,10 +174,8 @@ class Hub
     @lock.synchronize do
       id = @last_id += 1
       bytes = frame(id, event, data)
-      if HISTORY_SIZE.positive?
-        @history << [id, bytes]
-        @history.shift if @history.size > HISTORY_SIZE
-      end
+      @history << [id, bytes]
+      @history.shift if @history.size > HISTORY_SIZE
       send_all(bytes)
       id
     end
@@ -170,13 +194,7 @@ class Hub
   def send_all(bytes)
     @clients.delete_if do |client|
       if client.queued + bytes.bytesize > MAX_QUEUE_BYTES
-        client.dropped = true
-        client.queue.close
-        begin
-          client.socket.shutdown(Socket::SHUT_RDWR)
-        rescue IOError, SystemCallError
-          nil # already gone
-        end
+        drop(client)
         true
       else
         client.queued += bytes.bytesize
@@ -184,6 +202,14 @@ class Hub
         false
       end
     end
+  end
+
+  def drop(client)
+    client.dropped = true
+    client.queue.close
+    client.socket.shutdown(Socket::SHUT_RDWR)
+  rescue IOError, SystemCallError
+    nil # already gone
   end
 
   # Every line of data (split on CRLF, CR or LF) gets its own "data: ".
@@ -196,6 +222,64 @@ end
 
 HUB = Hub.new
 
+# What the routes below share: JSON errors, tokens and request parameters.
+module RequestHelpers
+  def json_error(code, message)
+    content_type "application/json"
+    halt code, JSON.generate(error: message)
+  end
+
+  def unauthorized
+    headers "WWW-Authenticate" => "Bearer"
+    json_error 401, "unauthorized"
+  end
+
+  # The token of `Authorization: Bearer <token>`, the scheme in any case.
+  def bearer
+    env["HTTP_AUTHORIZATION"].to_s[/\Abearer +(.+)\z/i, 1]
+  end
+
+  def same?(expected, given)
+    !given.nil? && Rack::Utils.secure_compare(expected, given)
+  end
+
+  # With SSE_TOKEN, the stream needs it in the Authorization header or in ?token=.
+  def stream_authorized?
+    STREAM_TOKEN.nil? || same?(STREAM_TOKEN, bearer) || same?(STREAM_TOKEN, query_param("token"))
+  end
+
+  # The first value of a query parameter (Sinatra's params keeps the last).
+  def query_param(name)
+    value = Rack::Utils.parse_query(request.query_string)[name]
+    value.is_a?(Array) ? value.first : value
+  end
+
+  def publish_authorized? = same?(PUBLISH_TOKEN, bearer)
+
+  def last_event_id
+    id = env.fetch("HTTP_LAST_EVENT_ID") { query_param("lastEventId") }
+    id.to_i if id.is_a?(String) && id.match?(/\A[0-9]{1,1024}\z/)
+  end
+
+  # Puma corks the socket (TCP_CORK) while it writes a response: each frame would wait up to
+  # 200 ms for more.
+  def uncork(socket)
+    socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_CORK, 0) if defined?(Socket::TCP_CORK)
+    socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1)
+  end
+
+  # Puma only notices a client that went away when a write fails; this thread notices its EOF.
+  def watch_hang_up(socket, client)
+    Thread.new do
+      socket.wait_readable
+      HUB.unsubscribe(client) if socket.recv_nonblock(1, Socket::MSG_PEEK, exception: false) == ""
+    rescue IOError, SystemCallError
+      HUB.unsubscribe(client)
+    end
+  end
+end
+
+# The stream, /health, /publish, CORS, and a JSON body for every error.
 class App < Sinatra::Base
   # Cross-origin requests are what the CORS headers below decide; these two checks would
   # refuse them with 403 first.
@@ -203,38 +287,7 @@ class App < Sinatra::Base
   set :show_exceptions, false
   set :raise_errors, false
 
-  helpers do
-    def json_error(code, message)
-      content_type "application/json"
-      halt code, JSON.generate(error: message)
-    end
-
-    def unauthorized
-      headers "WWW-Authenticate" => "Bearer"
-      json_error 401, "unauthorized"
-    end
-
-    # The token of `Authorization: Bearer <token>`, the scheme in any case.
-    def bearer
-      env["HTTP_AUTHORIZATION"].to_s[/\Abearer +(.+)\z/i, 1]
-    end
-
-    def same?(expected, given)
-      !given.nil? && Rack::Utils.secure_compare(expected, given)
-    end
-
-    # With SSE_TOKEN, the stream needs it in the Authorization header or in ?token=.
-    def stream_authorized?
-      STREAM_TOKEN.nil? || same?(STREAM_TOKEN, bearer) || same?(STREAM_TOKEN, params["token"])
-    end
-
-    def publish_authorized? = same?(PUBLISH_TOKEN, bearer)
-
-    def last_event_id
-      id = env.fetch("HTTP_LAST_EVENT_ID") { params["lastEventId"] }
-      id.to_i if id.is_a?(String) && id.match?(/\A[0-9]{1,1024}\z/)
-    end
-  end
+  helpers RequestHelpers
 
   before do
     headers "Access-Control-Allow-Origin" => "*"
@@ -254,18 +307,9 @@ class App < Sinatra::Base
             "X-Accel-Buffering" => "no"
     # On Puma the block runs in this request's thread, and each `out <<` is written at once.
     events = stream do |out|
-      # Puma corks the socket (TCP_CORK) while it writes a response: each frame would wait
-      # up to 200 ms for more.
-      socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_CORK, 0) if defined?(Socket::TCP_CORK)
-      socket.setsockopt(Socket::IPPROTO_TCP, Socket::TCP_NODELAY, 1)
-      # Puma only notices a client that went away when a write fails; this notices its EOF.
-      watcher = Thread.new do
-        socket.wait_readable
-        HUB.unsubscribe(client) if socket.recv_nonblock(1, Socket::MSG_PEEK, exception: false) == ""
-      rescue IOError, SystemCallError
-        HUB.unsubscribe(client)
-      end
-      out << (RETRY_MS.positive? ? "retry: #{RETRY_MS}\n\n" : ": connected\n\n") + replay.join
+      uncork(socket)
+      watcher = watch_hang_up(socket, client)
+      out << "retry: #{RETRY_MS}\n\n#{replay.join}"
       while (bytes = HUB.next_frame(client))
         out << bytes
       end
@@ -338,8 +382,6 @@ class App < Sinatra::Base
   end
 end
 
-def now_iso = Time.now.utc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")
-
 host = env_var("HOST") || "0.0.0.0"
 port = Integer(env_var("PORT") || DEFAULT_PORT)
 
@@ -353,20 +395,20 @@ server.add_tcp_listener(host, port)
 running = server.run
 puts "#{SERVER_NAME} listening on http://#{host}:#{port}"
 
-TIMED_EVENTS.each do |name, every_ms, data|
+def now_iso = Time.now.utc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")
+
+TIMED_EVENTS.each do |event|
   Thread.new do
     loop do
-      sleep every_ms / 1000.0
-      HUB.publish(name, JSON.generate(data.merge("timestamp" => now_iso)))
+      sleep event[:every_ms] / 1000.0
+      HUB.publish(event[:name], JSON.generate(event[:data].merge("timestamp" => now_iso)))
     end
   end
 end
-if HEARTBEAT_SECONDS.positive?
-  Thread.new do
-    loop do
-      sleep HEARTBEAT_SECONDS
-      HUB.heartbeat
-    end
+Thread.new do
+  loop do
+    sleep HEARTBEAT_SECONDS
+    HUB.heartbeat
   end
 end
 

@@ -332,10 +332,12 @@ bool tooDeep(String body) {
   return false;
 }
 
-/// The spec's data object, in its key order, plus "timestamp" (ISO-8601 UTC, milliseconds).
+/// The spec's JSON object with "timestamp" (ISO-8601 UTC, milliseconds) spliced in before its
+/// closing brace: its text is not parsed, and keeps the spec's key order.
 String withTimestamp(String dataJson) {
   final now = DateTime.now().toUtc().toIso8601String();
-  return jsonEncode({...jsonDecode(dataJson) as Map<String, dynamic>, 'timestamp': '${now.substring(0, 23)}Z'});
+  final head = dataJson == '{}' ? '{' : '${dataJson.substring(0, dataJson.length - 1)},';
+  return '$head"timestamp":"${now.substring(0, 23)}Z"}';
 }
 
 Future<void> main() async {

@@ -14,7 +14,9 @@ port = String.to_integer(env.("PORT") || "3012")
 
 ip =
   case :inet.parse_address(String.to_charlist(host)) do
-    {:ok, ip} -> ip
+    {:ok, ip} ->
+      ip
+
     {:error, _} ->
       {:ok, ip} = host |> String.to_charlist() |> :inet.getaddr(:inet)
       ip

@@ -7,7 +7,7 @@ module Main (main) where
 import Control.Applicative ((<|>))
 import Control.Concurrent (ThreadId, forkIO, killThread, myThreadId, threadDelay)
 import Control.Concurrent.STM
-import Control.Exception (finally)
+import Control.Exception (IOException, finally, try)
 import Control.Monad (forM, forM_, forever, guard, join, unless, void, when)
 import Control.Monad.IO.Class (liftIO)
 import Crypto.Random (getRandomBytes)
@@ -26,14 +26,18 @@ import Data.Maybe (catMaybes, fromMaybe)
 import Data.Sequence (Seq, (|>))
 import qualified Data.Sequence as Seq
 import Data.String (fromString)
+import Data.Streaming.Network (bindPortTCP)
 import qualified Data.Text as T
 import qualified Data.Text.Encoding as TE
 import qualified Data.Text.Lazy as TL
 import Data.Time (defaultTimeLocale, formatTime, getCurrentTime)
 import Network.HTTP.Types
-import Network.Wai (Middleware, Request, mapResponseHeaders, queryString, requestHeaders)
+import qualified Network.Socket as Net
+import qualified Network.Socket.ByteString as Net (recv)
+import Network.Wai (Middleware, Request, mapResponseHeaders, queryString, remoteHost, requestHeaders)
 import Network.Wai (RequestBodyLength (..), pathInfo, requestBodyLength, requestMethod, responseLBS)
 import qualified Network.Wai.Handler.Warp as Warp
+import qualified Network.Wai.Handler.Warp.Internal as WarpI
 import System.Environment (lookupEnv)
 import System.IO (BufferMode (..), hSetBuffering, stdout)
 import System.Posix.Signals (Handler (..), installHandler, sigINT, sigTERM)
@@ -173,6 +177,18 @@ nextFrame hub client = (Nothing <$ (check =<< stopping)) `orElse` next
       modifyTVar' (queued client) (subtract (BS.length bytes))
       pure (Just bytes)
 
+-- | The socket of each open connection, by the client's address. Warp reads nothing while a
+-- response streams, so on its own it notices a client that hung up only at the next write.
+type Sockets = TVar (Map.Map Net.SockAddr Net.Socket)
+
+-- | Waits for the client to close its side of the connection (EOF), then ends its stream.
+watchHangUp :: Hub -> Int -> Client -> Net.Socket -> IO ThreadId
+watchHangUp hub key client sock = forkIO $ do
+  got <- try (Net.recv sock 1) :: IO (Either IOException BS.ByteString)
+  when (either (const True) BS.null got) $ do
+    unsubscribe hub key
+    atomically (writeTVar (dropped client) True)
+
 -- HTTP
 
 -- | `Last-Event-ID`, else `?lastEventId=`, when it is 1-1024 ASCII digits.
@@ -263,8 +279,8 @@ preflight = do
 notAllowed :: TL.Text -> ActionM ()
 notAllowed allow = setHeader "Allow" allow >> failWith status405 "method not allowed"
 
-routes :: Hub -> Maybe BS.ByteString -> BS.ByteString -> ScottyM ()
-routes hub streamToken publishToken = do
+routes :: Hub -> Sockets -> Maybe BS.ByteString -> BS.ByteString -> ScottyM ()
+routes hub sockets streamToken publishToken = do
   middleware cors
   middleware (publishGate publishToken)
 
@@ -283,14 +299,15 @@ routes hub streamToken publishToken = do
         setHeader "Content-Type" "text/event-stream; charset=utf-8"
         setHeader "Cache-Control" "no-store"
         setHeader "X-Accel-Buffering" "no"
+        sock <- liftIO (Map.lookup (remoteHost req) <$> readTVarIO sockets)
         stream $ \write flush -> do
           -- Warp's timeout (for slow request headers) would also cut a quiet stream.
           Warp.pauseTimeout req
+          watcher <- traverse (watchHangUp hub key client) sock
           let send bytes = write (byteString bytes) >> flush
               loop = atomically (nextFrame hub client) >>= mapM_ (\bytes -> send bytes >> loop)
-          -- Warp notices a client that went away only when a write fails: at the next event
-          -- or `: heartbeat`, which then frees its slot.
-          (send (BS.concat (hello : replay)) >> loop) `finally` unsubscribe hub key
+          (send (BS.concat (hello : replay)) >> loop)
+            `finally` (mapM_ killThread watcher >> unsubscribe hub key)
   options (literal streamPath) preflight
   matchAny (literal streamPath) (notAllowed "GET, OPTIONS")
 
@@ -351,19 +368,26 @@ main = do
     threadDelay (heartbeatSeconds * 1000000)
     hangUp =<< atomically (deliver hub ": heartbeat\n\n")
 
-  app <- scottyApp (routes hub streamToken publishToken)
-  -- On SIGTERM or SIGINT: close the listening socket, end every stream; runSettings returns
-  -- once the connections are done (or after the grace period).
-  let onSignal closeSocket = forM_ [sigTERM, sigINT] $ \signal ->
-        installHandler signal (Catch (atomically (writeTVar (closing hub) True) >> closeSocket)) Nothing
-      settings =
-        Warp.setPort port
-          . Warp.setHost (fromString host)
-          . Warp.setBeforeMainLoop (putStrLn (serverName ++ " listening on http://" ++ host ++ ":" ++ show port))
-          . Warp.setInstallShutdownHandler (void . onSignal)
+  sockets <- newTVarIO Map.empty
+  app <- scottyApp (routes hub sockets streamToken publishToken)
+  -- Warp's own accept loop, plus a note of each connection's socket (see Sockets).
+  listener <- bindPortTCP port (fromString host)
+  let settings =
+        Warp.setBeforeMainLoop (putStrLn (serverName ++ " listening on http://" ++ host ++ ":" ++ show port))
+          . Warp.setOnClose (\addr -> atomically (modifyTVar' sockets (Map.delete addr)))
           . Warp.setGracefulShutdownTimeout (Just 2)
           -- Warp closes a connection idle for one to two of these periods: request headers
           -- not complete within 15 s are cut (a stream pauses this timeout).
           . Warp.setTimeout 7
           $ Warp.defaultSettings
-  Warp.runSettings settings app
+      accept = do
+        (sock, addr) <- Net.accept listener
+        WarpI.setSocketCloseOnExec sock
+        Net.setSocketOption sock Net.NoDelay 1
+        atomically (modifyTVar' sockets (Map.insert addr sock))
+        pure (WarpI.socketConnection settings sock, addr)
+  -- On SIGTERM or SIGINT: close the listening socket, end every stream; Warp returns once the
+  -- connections are done (or after the grace period).
+  forM_ [sigTERM, sigINT] $ \signal ->
+    installHandler signal (Catch (atomically (writeTVar (closing hub) True) >> Net.close listener)) Nothing
+  WarpI.runSettingsConnectionMaker settings accept app

@@ -6,11 +6,11 @@ local semaphore = require "ngx.semaphore"
 local config = require "config"
 
 local MAX_QUEUE_BYTES = 1024 * 1024 -- written to one client at a time, at most
+-- Frames kept in the shared dict: the history, and how far a client may fall behind.
+local KEEP = math.max(config.HISTORY_SIZE, 256)
 local MAX_BODY_BYTES = 64 * 1024 -- nginx.conf says the same: client_max_body_size 64k
 local MAX_EVENT_NAME = 64
 local MAX_JSON_DEPTH = 64
--- Frames kept in the shared dict: the history, and how far a client may fall behind.
-local KEEP = math.max(config.HISTORY_SIZE, 256)
 
 cjson.decode_invalid_numbers(false) -- plain JSON only: no NaN, Infinity or hex
 cjson.decode_max_depth(MAX_JSON_DEPTH)
@@ -31,10 +31,10 @@ local function random_hex(bytes)
   return (raw:gsub(".", function(c) return string.format("%02x", c:byte()) end))
 end
 
-local stream_token = from_env("SSE_TOKEN")
 local publish_token = from_env("SSE_PUBLISH_TOKEN")
 local publish_token_made = not publish_token
 publish_token = publish_token or random_hex(16)
+local stream_token = from_env("SSE_TOKEN")
 
 -- Streams of this worker wait here; a poller posts when the sequence moves.
 local wakeup = semaphore.new()
@@ -284,7 +284,7 @@ function _M.stream()
   cors()
 
   local next_beat = ngx.now() + config.HEARTBEAT_SECONDS
-  local ok = send(config.RETRY_MS > 0 and "retry: " .. config.RETRY_MS .. "\n\n" or ": connected\n\n")
+  local ok = send("retry: " .. config.RETRY_MS .. "\n\n")
   while ok and not ngx.worker.exiting() do
     local seq = state:get("seq") or 0
     if seq - last > KEEP then
@@ -364,7 +364,9 @@ function _M.publish_body()
   if event == nil then
     event = "message"
   end
-  if type(event) ~= "string" or event == "" or event:find("[\r\n]") or select(2, event:gsub("[^\128-\191]", "")) > MAX_EVENT_NAME then
+  -- (its length in characters: the UTF-8 bytes that do not continue a character)
+  local valid = type(event) == "string" and event ~= "" and not event:find("[\r\n]")
+  if not valid or select(2, event:gsub("[^\128-\191]", "")) > MAX_EVENT_NAME then
     return fail(400, "event must be a string of 1-64 characters without line breaks")
   end
   local data = message.data

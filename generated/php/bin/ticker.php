@@ -4,13 +4,13 @@
 
 declare(strict_types=1);
 
-use App\EventStore;
+use App\Hub;
 use App\Server;
 
 require __DIR__ . '/../vendor/autoload.php';
 
 $config = require __DIR__ . '/../config/sse.php';
-$store = new EventStore($config['database'], $config['keep']);
+$hub = new Hub($config['database'], $config['history_size']);
 
 pcntl_async_signals(true);
 pcntl_signal(SIGTERM, fn () => exit(0));
@@ -26,9 +26,9 @@ while (true) {
         if (microtime(true) < $due[$i]) {
             continue;
         }
-        $data = json_decode($event['data']);
-        $data->timestamp = (new DateTimeImmutable('now', new DateTimeZone('UTC')))->format('Y-m-d\TH:i:s.v\Z');
-        $store->publish($event['name'], json_encode($data, Server::JSON_FLAGS));
+        $data = (array) $event['data']; // (config/sse.php writes data without fields as new \stdClass())
+        $data['timestamp'] = (new DateTimeImmutable('now', new DateTimeZone('UTC')))->format('Y-m-d\TH:i:s.v\Z');
+        $hub->publish($event['name'], json_encode($data, Server::JSON_FLAGS));
         // Next tick on the original schedule; skip ticks missed while the database was busy.
         $due[$i] = max($due[$i] + $event['every'] / 1000, microtime(true));
     }

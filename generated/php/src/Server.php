@@ -9,14 +9,23 @@ final class Server
 {
     public const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION
         | JSON_THROW_ON_ERROR;
-    private const MAX_BODY = 64 * 1024;
-    private const MAX_BATCH = 1024 * 1024; // bytes written to a client at a time
+    public const MAX_QUEUE_BYTES = 1024 * 1024; // written to a client at a time, at most
+    public const MAX_BODY_BYTES = 64 * 1024; // config/nginx.conf says the same: client_max_body_size 64k
+    public const MAX_EVENT_NAME = 64;
+    public const MAX_JSON_DEPTH = 64;
     private const POLL_US = 50_000; // how often a stream looks for new events
     // PHP only learns that a client left when a write fails: an idle stream writes at least this often.
-    private const PROBE_S = 4;
+    private const PROBE_SECONDS = 3;
 
-    public function __construct(private readonly array $config, private readonly EventStore $store)
+    private readonly ?string $streamToken;
+    private readonly ?string $publishToken;
+
+    public function __construct(private readonly array $config, private readonly Hub $hub)
     {
+        $this->streamToken = getenv('SSE_TOKEN') ?: null;
+        // bin/start makes SSE_PUBLISH_TOKEN when it is unset, so every worker has the same one
+        // (without it, nothing can publish).
+        $this->publishToken = getenv('SSE_PUBLISH_TOKEN') ?: null;
     }
 
     public function handle(string $method, string $path): void
@@ -25,37 +34,44 @@ final class Server
         $this->cors();
 
         $routes = [
-            $this->config['path'] => ['GET' => $this->stream(...), 'OPTIONS' => $this->preflight(...)],
+            $this->config['stream_path'] => ['GET' => $this->stream(...), 'OPTIONS' => $this->preflight(...)],
+            '/publish' => ['POST' => $this->publish(...), 'OPTIONS' => $this->preflight(...)],
             '/health' => ['GET' => $this->health(...)],
         ];
-        if ($this->config['publish_enabled']) {
-            $routes['/publish'] = ['POST' => $this->publish(...), 'OPTIONS' => $this->preflight(...)];
-        }
 
         if (!isset($routes[$path])) {
-            $this->json(404, ['error' => 'not found']);
+            $this->fail(404, 'not found');
         } elseif (!isset($routes[$path][$method])) {
             header('Allow: ' . implode(', ', array_keys($routes[$path])));
-            $this->json(405, ['error' => 'method not allowed']);
+            $this->fail(405, 'method not allowed');
         } else {
             $routes[$path][$method]();
         }
     }
 
+    /**
+     * nginx asks before it reads a publish body (auth_request in config/nginx.conf): 204 lets it
+     * read the body; 403 with X-Publish-Refusal (401, 415 or 413) makes it answer that instead.
+     */
+    public function checkPublish(string $method): void
+    {
+        $refusal = $method === 'POST' ? $this->publishRefusal() : null;
+        http_response_code($refusal === null ? 204 : 403);
+        if ($refusal !== null) {
+            header("X-Publish-Refusal: $refusal[0]");
+        }
+    }
+
     private function stream(): void
     {
-        $token = getenv('SSE_TOKEN') ?: $this->config['stream_token'];
-        if ($token !== null && !$this->bearer($token) && !$this->same($_GET['token'] ?? null, $token)) {
+        if (!$this->streamAuthorized()) {
             header('WWW-Authenticate: Bearer');
-            $this->json(401, ['error' => 'unauthorized']);
+            $this->fail(401, 'unauthorized');
             return;
         }
-        if (!$this->store->openStream($this->config['max_streams'])) {
-            header('Retry-After: 1');
-            $this->json(503, ['error' => 'too many clients']);
-            return;
-        }
-
+        // The cap on streams (SSE_MAX_STREAMS) is nginx's limit_conn: over it, nginx answers 503
+        // without a PHP worker.
+        $last = $this->hub->subscribe($this->lastEventId(), $this->config['history_size']);
         try {
             set_time_limit(0);
             // Keep running when the client leaves, to see it in connection_aborted() and free the slot.
@@ -68,83 +84,103 @@ final class Server
             header('Cache-Control: no-store');
             header('X-Accel-Buffering: no');
 
-            // The replay and the live events come from one cursor into the events table, taken here.
-            $last = $this->store->lastId();
-            $after = $_SERVER['HTTP_LAST_EVENT_ID'] ?? $_GET['lastEventId'] ?? null;
-            if (is_string($after) && preg_match('/^\d{1,1024}\z/', $after)) {
-                $last = (int) min($last, max((float) $after, $last - $this->config['history']));
-            }
-
-            $beat = $this->config['heartbeat'] > 0 ? min($this->config['heartbeat'], self::PROBE_S) : self::PROBE_S;
-            $this->send($this->config['retry'] > 0 ? "retry: {$this->config['retry']}\n\n" : ": connected\n\n");
-            $nextBeat = microtime(true) + $beat;
+            $heartbeat = $this->config['heartbeat_seconds'];
+            $this->send("retry: {$this->config['retry_ms']}\n\n");
+            $nextBeat = microtime(true) + $heartbeat;
+            $nextProbe = microtime(true) + self::PROBE_SECONDS;
             while (!connection_aborted()) {
-                $events = $this->store->after($last, 256);
+                $events = $this->hub->after($last, 256);
                 if ($events !== [] && $events[0]['id'] !== $last + 1) {
                     return; // older events are gone: this client fell too far behind, drop it
                 }
+                $now = microtime(true);
                 if ($events !== []) {
                     $batch = '';
                     foreach ($events as $event) {
                         $batch .= $this->frame($event['id'], $event['name'], $event['data']);
                         $last = $event['id'];
-                        if (strlen($batch) >= self::MAX_BATCH) {
+                        if (strlen($batch) >= self::MAX_QUEUE_BYTES) {
                             break;
                         }
                     }
                     $this->send($batch);
-                    $nextBeat = microtime(true) + $beat;
-                } elseif (microtime(true) >= $nextBeat) {
+                    $nextProbe = $now + self::PROBE_SECONDS;
+                } elseif ($now >= $nextBeat) {
                     $this->send(": heartbeat\n\n");
-                    $nextBeat = microtime(true) + $beat;
+                    $nextBeat = $now + $heartbeat;
+                    $nextProbe = $now + self::PROBE_SECONDS;
+                } elseif ($now >= $nextProbe) {
+                    $this->send(":\n\n");
+                    $nextProbe = $now + self::PROBE_SECONDS;
                 } else {
                     usleep(self::POLL_US);
                 }
             }
         } finally {
-            $this->store->closeStream();
+            $this->hub->unsubscribe();
         }
     }
 
     private function health(): void
     {
-        $this->json(200, ['status' => 'ok', 'clients' => $this->store->streams()]);
+        $this->json(200, ['status' => 'ok', 'clients' => $this->hub->count()]);
     }
 
     private function publish(): void
     {
-        $token = $this->config['publish_token'];
-        if ($token !== null && !$this->bearer($token)) {
+        // nginx asked already (checkPublish) and read the body only if all was well.
+        [$status, $message] = $this->publishRefusal() ?? [0, ''];
+        if ($status === 401) {
             header('WWW-Authenticate: Bearer');
-            $this->json(401, ['error' => 'unauthorized']);
-            return;
         }
-        $length = (int) ($_SERVER['CONTENT_LENGTH'] ?? 0);
-        $body = $length > self::MAX_BODY ? null : file_get_contents('php://input');
-        if ($body === null || strlen($body) > self::MAX_BODY) {
-            $this->json(413, ['error' => 'body over 64 KiB']);
+        if ($status !== 0) {
+            $this->fail($status, $message);
             return;
         }
 
-        try {
-            // Objects stay objects: {} and [] are sent back as they came.
-            $message = json_decode($body, flags: JSON_THROW_ON_ERROR);
-        } catch (\JsonException) {
-            $message = null;
-        }
-        if (!$message instanceof \stdClass) {
-            $this->json(400, ['error' => 'body must be a JSON object']);
+        $body = file_get_contents('php://input', length: self::MAX_BODY_BYTES + 1);
+        if (strlen($body) > self::MAX_BODY_BYTES) {
+            $this->fail(413, 'body over 64 KiB');
             return;
         }
-        $name = property_exists($message, 'event') ? $message->event : 'message';
-        if (!is_string($name) || !preg_match('/^[^\r\n]{1,64}\z/u', $name)) {
-            $this->json(400, ['error' => 'event must be a string of 1-64 characters without line breaks']);
+        try {
+            // Objects stay objects: {} and [] are sent back as they came. (PHP's depth counts the
+            // values inside the deepest array or object as one more level.)
+            $message = json_decode($body, depth: self::MAX_JSON_DEPTH + 1, flags: JSON_THROW_ON_ERROR);
+        } catch (\JsonException $e) {
+            $this->fail(400, match ($e->getCode()) {
+                JSON_ERROR_UTF8 => 'body is not valid UTF-8',
+                JSON_ERROR_DEPTH => 'body is nested deeper than ' . self::MAX_JSON_DEPTH . ' levels',
+                default => 'body is not JSON',
+            });
+            return;
+        }
+        if (!$message instanceof \stdClass) {
+            $this->fail(400, 'body is not a JSON object');
+            return;
+        }
+        $event = property_exists($message, 'event') ? $message->event : 'message';
+        if (!is_string($event) || !preg_match('/^[^\r\n]{1,' . self::MAX_EVENT_NAME . '}\z/u', $event)) {
+            $this->fail(400, 'event must be a string of 1-64 characters without line breaks');
             return;
         }
         $data = $message->data ?? null;
         $text = is_string($data) ? $data : json_encode($data, self::JSON_FLAGS);
 
-        $this->json(202, ['id' => $this->store->publish($name, $text)]);
+        $this->json(202, ['id' => $this->hub->publish($event, $text)]);
+    }
+
+    /** @return array{int, string}|null why a publish is refused before its body is read */
+    private function publishRefusal(): ?array
+    {
+        $length = $_SERVER['HTTP_CONTENT_LENGTH'] ?? '';
+        return match (true) {
+            !$this->publishAuthorized() => [401, 'unauthorized'],
+            !preg_match('~^\s*application/json\s*(;|$)~i', $_SERVER['CONTENT_TYPE'] ?? '')
+                => [415, 'Content-Type must be application/json'],
+            ctype_digit($length) && (float) $length > self::MAX_BODY_BYTES => [413, 'body over 64 KiB'],
+            default => null,
+        };
     }
 
     private function preflight(): void
@@ -158,22 +194,18 @@ final class Server
 
     private function cors(): void
     {
-        $origins = $this->config['cors_origins'];
-        $origin = $_SERVER['HTTP_ORIGIN'] ?? null;
-        if (in_array('*', $origins, true) && !$this->config['cors_credentials']) {
-            header('Access-Control-Allow-Origin: *');
-        } elseif ($origin !== null && (in_array('*', $origins, true) || in_array($origin, $origins, true))) {
-            header("Access-Control-Allow-Origin: $origin");
-            header('Vary: Origin');
-            if ($this->config['cors_credentials']) {
-                header('Access-Control-Allow-Credentials: true');
-            }
-        }
+        header('Access-Control-Allow-Origin: *');
     }
 
-    private function frame(int $id, string $name, string $data): string
+    private function lastEventId(): ?string
     {
-        $frame = "id: $id\nevent: $name\n";
+        $value = $_SERVER['HTTP_LAST_EVENT_ID'] ?? $_GET['lastEventId'] ?? null;
+        return is_string($value) && preg_match('/^\d{1,1024}\z/', $value) ? $value : null;
+    }
+
+    private function frame(int $id, string $event, string $data): string
+    {
+        $frame = "id: $id\nevent: $event\n";
         foreach (preg_split('/\r\n|\r|\n/', $data) as $line) {
             $frame .= "data: $line\n";
         }
@@ -194,9 +226,26 @@ final class Server
         echo json_encode($body, self::JSON_FLAGS);
     }
 
-    private function bearer(string $secret): bool
+    private function fail(int $status, string $message): void
     {
-        return $this->same($_SERVER['HTTP_AUTHORIZATION'] ?? null, "Bearer $secret");
+        $this->json($status, ['error' => $message]);
+    }
+
+    private function streamAuthorized(): bool
+    {
+        return $this->streamToken === null
+            || $this->same($this->bearer(), $this->streamToken)
+            || $this->same($_GET['token'] ?? null, $this->streamToken);
+    }
+
+    private function publishAuthorized(): bool
+    {
+        return $this->publishToken !== null && $this->same($this->bearer(), $this->publishToken);
+    }
+
+    private function bearer(): ?string
+    {
+        return preg_match('/^bearer +(.+)$/i', $_SERVER['HTTP_AUTHORIZATION'] ?? '', $m) ? $m[1] : null;
     }
 
     private function same(mixed $given, string $secret): bool

@@ -25,10 +25,7 @@ use actix_web_lab::sse;
 use chrono::{SecondsFormat, Utc};
 use futures_util::{Stream, StreamExt as _, stream};
 use serde_json::{Map, Value, json};
-use tokio::{
-    sync::mpsc,
-    time::{self, Instant},
-};
+use tokio::{sync::mpsc, time};
 use tokio_stream::wrappers::{IntervalStream, UnboundedReceiverStream};
 use tokio_util::sync::CancellationToken;
 
@@ -78,7 +75,7 @@ struct Hub {
 
 struct State {
     last_id: u64,
-    history: VecDeque<(u64, sse::Data, usize)>,
+    history: VecDeque<(u64, sse::Data)>,
     next_client: u64,
     clients: HashMap<u64, Client>,
 }
@@ -134,12 +131,10 @@ impl Hub {
         state.last_id += 1;
         let id = state.last_id;
         let (frame, size) = frame(id, event, data);
-        if HISTORY_SIZE > 0 {
-            if state.history.len() == HISTORY_SIZE {
-                state.history.pop_front();
-            }
-            state.history.push_back((id, frame.clone(), size));
+        if state.history.len() == HISTORY_SIZE {
+            state.history.pop_front();
         }
+        state.history.push_back((id, frame.clone()));
         // A client that cannot take the event is too slow: dropping its sender ends its
         // stream (and main's TCP_USER_TIMEOUT closes a connection nobody reads).
         state.clients.retain(|_, client| client.offer(&frame, size));
@@ -160,8 +155,8 @@ impl Hub {
             Some(last) => state
                 .history
                 .iter()
-                .filter(|(id, _, _)| *id > last)
-                .map(|(_, frame, _)| frame.clone())
+                .filter(|(id, _)| *id > last)
+                .map(|(_, frame)| frame.clone())
                 .collect(),
             None => Vec::new(),
         };
@@ -197,7 +192,9 @@ impl Hub {
 /// (CRLF, CR and LF all split).
 fn frame(id: u64, event: &str, data: String) -> (sse::Data, usize) {
     let size = data.len() + event.len() + 40;
-    let frame = sse::Data::new(data).id(id.to_string()).event(event.to_owned());
+    let frame = sse::Data::new(data)
+        .id(id.to_string())
+        .event(event.to_owned());
     (frame, size)
 }
 
@@ -211,34 +208,22 @@ async fn stream_events(req: HttpRequest, hub: web::Data<Hub>) -> HttpResponse {
             .json(json!({ "error": "too many clients" }));
     };
 
-    let hello = (RETRY_MS == 0).then(|| sse::Event::Comment("connected".into()));
-    let first = hello
-        .into_iter()
-        .chain(replay.into_iter().map(sse::Event::Data));
+    let first = replay.into_iter().map(sse::Event::Data);
     // `live` ends when the hub drops this client for falling behind; the error that follows
     // makes Actix close the connection instead of ending the response politely.
     let events = stream::iter(first)
         .chain(live.map(sse::Event::Data))
         .map(Ok)
         .chain(stream::once(async { Err("client too slow, dropped") }));
-    let heartbeat = if HEARTBEAT_SECONDS > 0 {
-        // Not Sse::with_keep_alive: that writes `: keep-alive`, starting at once. The write
-        // also reveals a client that vanished without closing its connection.
-        let period = Duration::from_secs(HEARTBEAT_SECONDS);
-        let ticks = IntervalStream::new(time::interval_at(Instant::now() + period, period));
-        ticks
-            .map(|_| Ok(sse::Event::Comment("heartbeat".into())))
-            .left_stream()
-    } else {
-        stream::pending().right_stream()
-    };
-    let events =
-        stream::select(events, heartbeat).take_until(hub.shutdown.clone().cancelled_owned());
+    // Not Sse::with_keep_alive: that writes `: keep-alive`, starting at once. The write
+    // also reveals a client that vanished without closing its connection.
+    let period = Duration::from_secs(HEARTBEAT_SECONDS);
+    let heartbeat = IntervalStream::new(time::interval_at(time::Instant::now() + period, period))
+        .map(|_| Ok(sse::Event::Comment("heartbeat".into())));
+    let events = stream::select(events, heartbeat);
+    let events = events.take_until(hub.shutdown.clone().cancelled_owned());
 
-    let mut sse = sse::Sse::from_stream(events);
-    if RETRY_MS > 0 {
-        sse = sse.with_retry_duration(Duration::from_millis(RETRY_MS));
-    }
+    let sse = sse::Sse::from_stream(events).with_retry_duration(Duration::from_millis(RETRY_MS));
     let mut res = sse.respond_to(&req);
     // Sse sends `Content-Encoding: identity` (to keep a Compress middleware away) and
     // `no-cache`; this server has no compression and wants no caching proxy to buffer.
@@ -271,8 +256,7 @@ async fn publish(req: HttpRequest, mut body: web::Payload, hub: web::Data<Hub>) 
         return HttpResponse::UnsupportedMediaType()
             .json(json!({ "error": "Content-Type must be application/json" }));
     }
-    let too_large =
-        || HttpResponse::PayloadTooLarge().json(json!({ "error": "body over 64 KiB" }));
+    let too_large = || HttpResponse::PayloadTooLarge().json(json!({ "error": "body over 64 KiB" }));
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)

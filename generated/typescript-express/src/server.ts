@@ -31,10 +31,9 @@ const MAX_QUEUE_BYTES = 1024 * 1024;
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_EVENT_NAME = 64;
 const MAX_JSON_DEPTH = 64;
-const CORS_ORIGINS = '*';
 const TIMED_EVENTS: readonly TimedEvent[] = [
-  { name: "clock", everyMs: 1000, data: JSON.parse("{\"source\":\"server-clock\",\"timezone\":\"UTC\"}") },
-  { name: "stock-price", everyMs: 2000, data: JSON.parse("{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}") },
+  { name: "clock", everyMs: 1000, data: { source: "server-clock", timezone: "UTC" } },
+  { name: "stock-price", everyMs: 2000, data: { symbol: "ACME", price: 128.42, currency: "USD", exchange: "NASDAQ" } },
 ];
 
 const PORT = Number(process.env.PORT || DEFAULT_PORT);

@@ -21,7 +21,9 @@ defmodule SseServer.Connection do
 
   @impl true
   def init({socket, config}) do
-    state = config |> Map.new() |> Map.merge(%{socket: socket, request: nil, stream: nil, timer: nil})
+    state =
+      config |> Map.new() |> Map.merge(%{socket: socket, request: nil, stream: nil, timer: nil})
+
     {:ok, expect_request(state)}
   end
 
@@ -57,13 +59,16 @@ defmodule SseServer.Connection do
         headers: headers,
         close: request.version != {1, 1} or connection =~ ~r/(^|[\s,])close($|[\s,])/,
         # a body this server does not read means the connection cannot carry another request
-        unread_body: values(headers, "transfer-encoding") != [] or not (values(headers, "content-length") in [[], ["0"]])
+        unread_body:
+          values(headers, "transfer-encoding") != [] or
+            values(headers, "content-length") not in [[], ["0"]]
       })
 
     route(%{state | request: request, timer: nil})
   end
 
-  def handle_info({:http, _, {:http_error, _}}, state), do: error(%{state | request: nil}, 400, "malformed request")
+  def handle_info({:http, _, {:http_error, _}}, state),
+    do: error(%{state | request: nil}, 400, "malformed request")
 
   def handle_info({:timeout, timer, :headers}, %{timer: timer} = state) do
     :gen_tcp.close(state.socket)
@@ -118,7 +123,9 @@ defmodule SseServer.Connection do
         {:ok, queued, replay} ->
           # HTTP/1.1 gets a chunked body (each write one chunk); HTTP/1.0 ends at close.
           chunked = request.version == {1, 1}
-          framing = if chunked, do: {"Transfer-Encoding", "chunked"}, else: {"Connection", "close"}
+
+          framing =
+            if chunked, do: {"Transfer-Encoding", "chunked"}, else: {"Connection", "close"}
 
           headers = [
             {"Content-Type", "text/event-stream; charset=utf-8"},
@@ -188,8 +195,15 @@ defmodule SseServer.Connection do
         state = put_in(state.request.unread_body, false)
 
         case parse_publish(body) do
-          {:ok, event, data} -> json(state, 202, {:object, [{"id", {:number, Integer.to_string(Hub.publish(event, data))}}]})
-          {:error, problem} -> error(state, 400, problem)
+          {:ok, event, data} ->
+            json(
+              state,
+              202,
+              {:object, [{"id", {:number, Integer.to_string(Hub.publish(event, data))}}]}
+            )
+
+          {:error, problem} ->
+            error(state, 400, problem)
         end
 
       {:error, :too_large} ->
@@ -207,10 +221,19 @@ defmodule SseServer.Connection do
 
   defp body_framing(request) do
     case {values(request.headers, "transfer-encoding"), values(request.headers, "content-length")} do
-      {[], []} -> {:ok, {:length, 0}}
-      {[coding], []} -> if String.downcase(coding) == "chunked", do: {:ok, :chunked}, else: {:error, "unsupported Transfer-Encoding"}
-      {[], lengths} -> content_length(Enum.uniq(lengths))
-      _ -> {:error, "conflicting Content-Length and Transfer-Encoding"}
+      {[], []} ->
+        {:ok, {:length, 0}}
+
+      {[coding], []} ->
+        if String.downcase(coding) == "chunked",
+          do: {:ok, :chunked},
+          else: {:error, "unsupported Transfer-Encoding"}
+
+      {[], lengths} ->
+        content_length(Enum.uniq(lengths))
+
+      _ ->
+        {:error, "conflicting Content-Length and Transfer-Encoding"}
     end
   end
 
@@ -249,9 +272,14 @@ defmodule SseServer.Connection do
           :inet.setopts(socket, packet: :raw)
 
           case :gen_tcp.recv(socket, chunk_size + 2, @body_timeout) do
-            {:ok, <<data::binary-size(chunk_size), "\r\n">>} -> read_chunks(socket, [acc, data], size + chunk_size)
-            {:ok, _} -> {:error, :malformed}
-            error -> error
+            {:ok, <<data::binary-size(chunk_size), "\r\n">>} ->
+              read_chunks(socket, [acc, data], size + chunk_size)
+
+            {:ok, _} ->
+              {:error, :malformed}
+
+            error ->
+              error
           end
       end
     end
@@ -269,7 +297,10 @@ defmodule SseServer.Connection do
   defp chunk_size(line) do
     [size | _extensions] = String.split(line, ";", parts: 2)
     size = String.trim(size)
-    if size =~ ~r/\A[0-9A-Fa-f]{1,16}\z/, do: {:ok, String.to_integer(size, 16)}, else: {:error, :malformed}
+
+    if size =~ ~r/\A[0-9A-Fa-f]{1,16}\z/,
+      do: {:ok, String.to_integer(size, 16)},
+      else: {:error, :malformed}
   end
 
   defp skip_trailers(_socket, count) when count > @max_headers, do: {:error, :malformed}
@@ -310,9 +341,10 @@ defmodule SseServer.Connection do
   end
 
   defp event_name(name) when is_binary(name) do
-    if name != "" and length(String.to_charlist(name)) <= @max_event_name and not String.contains?(name, ["\r", "\n"]),
-      do: {:ok, name},
-      else: {:error, "event must be 1-64 characters without line breaks"}
+    if name != "" and length(String.to_charlist(name)) <= @max_event_name and
+         not String.contains?(name, ["\r", "\n"]),
+       do: {:ok, name},
+       else: {:error, "event must be 1-64 characters without line breaks"}
   end
 
   defp event_name(_name), do: {:error, "event must be a string"}
@@ -326,7 +358,8 @@ defmodule SseServer.Connection do
 
   defp publish_authorized?(request, token), do: same?(bearer(request), token)
 
-  defp stream_authorized?(request, token), do: same?(bearer(request), token) or same?(query_param(request, "token"), token)
+  defp stream_authorized?(request, token),
+    do: same?(bearer(request), token) or same?(query_param(request, "token"), token)
 
   defp bearer(request) do
     case Regex.run(~r/\Abearer +(.+)\z/is, header(request, "authorization") || "") do
@@ -337,7 +370,9 @@ defmodule SseServer.Connection do
 
   # constant time: compares digests of equal length
   defp same?(nil, _token), do: false
-  defp same?(given, token), do: :crypto.hash_equals(:crypto.hash(:sha256, given), :crypto.hash(:sha256, token))
+
+  defp same?(given, token),
+    do: :crypto.hash_equals(:crypto.hash(:sha256, given), :crypto.hash(:sha256, token))
 
   # Last-Event-ID (or ?lastEventId=): 1-1024 ASCII digits, else ignored (nil).
   defp last_event_id(request) do
@@ -351,18 +386,29 @@ defmodule SseServer.Connection do
   end
 
   defp health(state) do
-    json(state, 200, {:object, [{"status", "ok"}, {"clients", {:number, Integer.to_string(Hub.count())}}]})
+    json(
+      state,
+      200,
+      {:object, [{"status", "ok"}, {"clients", {:number, Integer.to_string(Hub.count())}}]}
+    )
   end
 
   defp preflight(state) do
-    respond(state, 204, [
-      {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
-      {"Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control, Content-Type, Authorization"},
-      {"Access-Control-Max-Age", "86400"}
-    ], "")
+    respond(
+      state,
+      204,
+      [
+        {"Access-Control-Allow-Methods", "GET, POST, OPTIONS"},
+        {"Access-Control-Allow-Headers",
+         "Last-Event-ID, Cache-Control, Content-Type, Authorization"},
+        {"Access-Control-Max-Age", "86400"}
+      ],
+      ""
+    )
   end
 
-  defp unauthorized(state), do: error(state, 401, "unauthorized", [{"WWW-Authenticate", "Bearer"}])
+  defp unauthorized(state),
+    do: error(state, 401, "unauthorized", [{"WWW-Authenticate", "Bearer"}])
 
   defp error(state, status, message, headers \\ []) do
     json(state, status, {:object, [{"error", message}]}, headers)
@@ -375,9 +421,16 @@ defmodule SseServer.Connection do
   # Answers, then either waits for the next request on this connection or closes it.
   defp respond(%{request: request} = state, status, headers, body) do
     close = request == nil or request.close or request.unread_body
-    length = if status == 204, do: [], else: [{"Content-Length", Integer.to_string(byte_size(body))}]
+
+    length =
+      if status == 204, do: [], else: [{"Content-Length", Integer.to_string(byte_size(body))}]
+
     connection = if close, do: [{"Connection", "close"}], else: []
-    :gen_tcp.send(state.socket, [head(status, headers ++ cors_headers(request) ++ length ++ connection), body])
+
+    :gen_tcp.send(state.socket, [
+      head(status, headers ++ cors_headers(request) ++ length ++ connection),
+      body
+    ])
 
     if close do
       close_gently(state.socket)
@@ -406,7 +459,13 @@ defmodule SseServer.Connection do
   end
 
   defp head(status, headers) do
-    ["HTTP/1.1 ", reason(status), "\r\n", Enum.map(headers, fn {name, value} -> [name, ": ", value, "\r\n"] end), "\r\n"]
+    [
+      "HTTP/1.1 ",
+      reason(status),
+      "\r\n",
+      Enum.map(headers, fn {name, value} -> [name, ": ", value, "\r\n"] end),
+      "\r\n"
+    ]
   end
 
   defp reason(200), do: "200 OK"

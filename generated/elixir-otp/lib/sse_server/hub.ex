@@ -30,14 +30,24 @@ defmodule SseServer.Hub do
   @doc "One event on the wire; every line of data (split on CRLF, CR or LF) gets its own `data: `."
   def frame(id, event, data) do
     lines = :binary.split(data, ["\r\n", "\r", "\n"], [:global])
-    IO.iodata_to_binary(["id: ", Integer.to_string(id), "\nevent: ", event, ?\n, Enum.map(lines, &["data: ", &1, ?\n]), ?\n])
+
+    IO.iodata_to_binary([
+      "id: ",
+      Integer.to_string(id),
+      "\nevent: ",
+      event,
+      ?\n,
+      Enum.map(lines, &["data: ", &1, ?\n]),
+      ?\n
+    ])
   end
 
   @impl true
   def init(nil), do: {:ok, %{last_id: 0, history: :queue.new(), clients: %{}}}
 
   @impl true
-  def handle_call({:subscribe, _last_event_id}, _from, state) when map_size(state.clients) >= @max_clients do
+  def handle_call({:subscribe, _last_event_id}, _from, state)
+      when map_size(state.clients) >= @max_clients do
     {:reply, {:error, :full}, state}
   end
 
@@ -57,7 +67,9 @@ defmodule SseServer.Hub do
     frame = frame(id, event, data)
     size = byte_size(frame)
     clients = Map.filter(state.clients, fn {pid, client} -> deliver(pid, client, frame, size) end)
-    {:reply, id, %{state | last_id: id, history: keep(state.history, {id, frame}), clients: clients}}
+
+    {:reply, id,
+     %{state | last_id: id, history: keep(state.history, {id, frame}), clients: clients}}
   end
 
   def handle_call(:count, _from, state), do: {:reply, map_size(state.clients), state}
@@ -66,7 +78,8 @@ defmodule SseServer.Hub do
   def handle_cast({:unsubscribe, pid}, state), do: {:noreply, forget(state, pid)}
 
   @impl true
-  def handle_info({:DOWN, _ref, :process, pid, _reason}, state), do: {:noreply, forget(state, pid)}
+  def handle_info({:DOWN, _ref, :process, pid, _reason}, state),
+    do: {:noreply, forget(state, pid)}
 
   defp forget(state, pid) do
     case Map.pop(state.clients, pid) do

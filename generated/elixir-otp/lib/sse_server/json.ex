@@ -18,6 +18,9 @@ defmodule SseServer.Json do
           | boolean
           | nil
 
+  @spec encode(value) :: binary
+  def encode(value), do: IO.iodata_to_binary(write(value))
+
   @doc "Reads one JSON text from valid UTF-8; `{:error, :too_deep}` past #{@max_json_depth} levels."
   @spec decode(binary) :: {:ok, value} | {:error, :invalid | :too_deep}
   def decode(text) when is_binary(text) do
@@ -30,9 +33,6 @@ defmodule SseServer.Json do
   catch
     :throw, reason -> {:error, reason}
   end
-
-  @spec encode(value) :: binary
-  def encode(value), do: IO.iodata_to_binary(write(value))
 
   defp value(<<?{, rest::binary>>, depth), do: object(skip_space(rest), nest(depth))
   defp value(<<?[, rest::binary>>, depth), do: array(skip_space(rest), nest(depth))
@@ -96,7 +96,9 @@ defmodule SseServer.Json do
     end
   end
 
-  defp plain(<<c, rest::binary>>, n) when c >= 0x20 and c != ?" and c != ?\\, do: plain(rest, n + 1)
+  defp plain(<<c, rest::binary>>, n) when c >= 0x20 and c != ?" and c != ?\\,
+    do: plain(rest, n + 1)
+
   defp plain(_, n), do: n
 
   defp escape(<<?", rest::binary>>, acc), do: string(rest, <<acc::binary, ?">>)
@@ -201,7 +203,8 @@ defmodule SseServer.Json do
     [binary_part(all, start, len), escaped(c) | escape_string(rest, all, start + len + 1, 0)]
   end
 
-  defp escape_string(<<_, rest::binary>>, all, start, len), do: escape_string(rest, all, start, len + 1)
+  defp escape_string(<<_, rest::binary>>, all, start, len),
+    do: escape_string(rest, all, start, len + 1)
 
   defp escaped(?"), do: "\\\""
   defp escaped(?\\), do: "\\\\"

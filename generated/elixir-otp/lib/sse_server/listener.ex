@@ -36,7 +36,11 @@ defmodule SseServer.Listener do
   defp accept(listener, config) do
     case :gen_tcp.accept(listener) do
       {:ok, socket} ->
-        with {:ok, pid} <- DynamicSupervisor.start_child(SseServer.ConnectionSupervisor, {Connection, {socket, config}}),
+        with {:ok, pid} <-
+               DynamicSupervisor.start_child(
+                 SseServer.ConnectionSupervisor,
+                 {Connection, {socket, config}}
+               ),
              :ok <- :gen_tcp.controlling_process(socket, pid) do
           send(pid, :socket_ready)
         else

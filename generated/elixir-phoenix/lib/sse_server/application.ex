@@ -7,14 +7,17 @@ defmodule SseServer.Application do
     # Tokens come from the environment only (an empty variable counts as unset).
     stream_token = env("SSE_TOKEN")
 
+    publish_token = env("SSE_PUBLISH_TOKEN") || make_publish_token()
     :persistent_term.put({SseServerWeb.Auth, :stream_token}, stream_token)
-    :persistent_term.put({SseServerWeb.Auth, :publish_token}, env("SSE_PUBLISH_TOKEN") || make_publish_token())
+    :persistent_term.put({SseServerWeb.Auth, :publish_token}, publish_token)
 
     children = [SseServer.Hub, SseServerWeb.Endpoint]
+    options = [strategy: :one_for_one, name: SseServer.Supervisor]
 
-    with {:ok, pid} <- Supervisor.start_link(children, strategy: :one_for_one, name: SseServer.Supervisor) do
+    with {:ok, pid} <- Supervisor.start_link(children, options) do
       listen = Application.fetch_env!(:sse_server, :listen)
-      IO.puts("#{SseServer.Hub.server_name()} listening on http://#{listen[:host]}:#{listen[:port]}")
+      name = SseServer.Hub.server_name()
+      IO.puts("#{name} listening on http://#{listen[:host]}:#{listen[:port]}")
       {:ok, pid}
     end
   end

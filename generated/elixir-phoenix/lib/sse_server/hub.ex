@@ -16,9 +16,18 @@ defmodule SseServer.Hub do
   @max_queue_bytes 1 <<< 20
   @heartbeat_seconds 15
   # Each timed event gets one timer for the whole server; data gains a "timestamp".
+  # {name, every (ms), data}: data is the spec's JSON object as text, keys in the spec's order.
   @timed_events [
-    %{name: "clock", every: 1000, data: "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}" },
-    %{name: "stock-price", every: 2000, data: "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}" }
+    {
+      "clock",
+      1000,
+      "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"
+    },
+    {
+      "stock-price",
+      2000,
+      "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}"
+    }
   ]
 
   def server_name, do: @server_name
@@ -26,7 +35,8 @@ defmodule SseServer.Hub do
   def start_link(_opts), do: GenServer.start_link(__MODULE__, :ok, name: __MODULE__)
 
   @doc "Joins the calling process to the broadcast; returns the frames to replay first."
-  def subscribe(last_event_id), do: GenServer.call(__MODULE__, {:subscribe, self(), last_event_id})
+  def subscribe(last_event_id),
+    do: GenServer.call(__MODULE__, {:subscribe, self(), last_event_id})
 
   @doc "The calling client leaves (its stream ended)."
   def unsubscribe, do: GenServer.cast(__MODULE__, {:unsubscribe, self()})
@@ -50,8 +60,8 @@ defmodule SseServer.Hub do
 
   @impl true
   def init(:ok) do
-    for {event, index} <- Enum.with_index(@timed_events) do
-      {:ok, _} = :timer.send_interval(event.every, {:tick, index})
+    for {{_name, every, _data}, index} <- Enum.with_index(@timed_events) do
+      {:ok, _} = :timer.send_interval(every, {:tick, index})
     end
 
     {:ok, _} = :timer.send_interval(@heartbeat_seconds * 1000, :heartbeat)
@@ -66,6 +76,7 @@ defmodule SseServer.Hub do
 
       true ->
         ref = Process.monitor(pid)
+
         replay =
           if last_event_id,
             do: for({id, frame} <- Enum.reverse(state.history), id > last_event_id, do: frame),
@@ -105,15 +116,18 @@ defmodule SseServer.Hub do
 
   def handle_cast({:sent, pid, bytes}, state) do
     case state.clients do
-      %{^pid => client} -> {:noreply, put_in(state.clients[pid], %{client | queued: client.queued - bytes})}
-      _ -> {:noreply, state}
+      %{^pid => client} ->
+        {:noreply, put_in(state.clients[pid], %{client | queued: client.queued - bytes})}
+
+      _ ->
+        {:noreply, state}
     end
   end
 
   @impl true
   def handle_info({:tick, index}, state) do
-    event = Enum.at(@timed_events, index)
-    {_id, state} = do_publish(state, event.name, with_timestamp(event.data))
+    {name, _every, data} = Enum.at(@timed_events, index)
+    {_id, state} = do_publish(state, name, with_timestamp(data))
     {:noreply, state}
   end
 

@@ -5,8 +5,11 @@ defmodule SseServerWeb.Auth do
   @doc "With SSE_TOKEN set: the token as a Bearer header or as ?token= (either place is enough)."
   def stream_authorized?(conn) do
     case :persistent_term.get({__MODULE__, :stream_token}) do
-      nil -> true
-      token -> same_token?(bearer_token(conn), token) or same_token?(query_param(conn, "token"), token)
+      nil ->
+        true
+
+      token ->
+        same_token?(bearer_token(conn), token) or same_token?(query_param(conn, "token"), token)
     end
   end
 

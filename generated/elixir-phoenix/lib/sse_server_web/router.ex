@@ -6,14 +6,14 @@ defmodule SseServerWeb.Router do
   scope "/", SseServerWeb do
     get "/events", StreamController, :stream
     options "/events", FallbackController, :preflight
-    match :*, "/events", FallbackController, :method_not_allowed, assigns: %{allow: "GET, OPTIONS"}
+    match :*, "/events", FallbackController, :stream_not_allowed
 
     post "/publish", PublishController, :publish
     options "/publish", FallbackController, :preflight
-    match :*, "/publish", FallbackController, :method_not_allowed, assigns: %{allow: "POST, OPTIONS"}
+    match :*, "/publish", FallbackController, :publish_not_allowed
 
     get "/health", HealthController, :show
-    match :*, "/health", FallbackController, :method_not_allowed, assigns: %{allow: "GET"}
+    match :*, "/health", FallbackController, :health_not_allowed
 
     match :*, "/*path", FallbackController, :not_found
   end

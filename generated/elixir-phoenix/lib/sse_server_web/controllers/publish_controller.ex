@@ -45,8 +45,12 @@ defmodule SseServerWeb.PublishController do
 
   defp json?(conn) do
     case get_req_header(conn, "content-type") do
-      [value | _] -> value |> String.split(";", parts: 2) |> hd() |> String.trim() |> String.downcase() == "application/json"
-      [] -> false
+      [value | _] ->
+        value |> String.split(";", parts: 2) |> hd() |> String.trim() |> String.downcase() ==
+          "application/json"
+
+      [] ->
+        false
     end
   end
 
@@ -89,7 +93,8 @@ defmodule SseServerWeb.PublishController do
       not is_binary(event) ->
         {:error, "event must be a string"}
 
-      event == "" or length(String.to_charlist(event)) > @max_event_name or String.contains?(event, ["\r", "\n"]) ->
+      event == "" or length(String.to_charlist(event)) > @max_event_name or
+          String.contains?(event, ["\r", "\n"]) ->
         {:error, "event must be 1-64 characters without line breaks"}
 
       true ->
@@ -107,13 +112,18 @@ defmodule SseServerWeb.PublishController do
   # Whether arrays and objects nest deeper than @max_json_depth.
   defp too_deep?(<<>>, _depth, _in_string), do: false
   defp too_deep?(<<?\\, _escaped, rest::binary>>, depth, true), do: too_deep?(rest, depth, true)
-  defp too_deep?(<<?", rest::binary>>, depth, in_string), do: too_deep?(rest, depth, not in_string)
+
+  defp too_deep?(<<?", rest::binary>>, depth, in_string),
+    do: too_deep?(rest, depth, not in_string)
+
   defp too_deep?(<<_, rest::binary>>, depth, true), do: too_deep?(rest, depth, true)
 
   defp too_deep?(<<c, rest::binary>>, depth, false) when c in [?{, ?[] do
     depth + 1 > @max_json_depth or too_deep?(rest, depth + 1, false)
   end
 
-  defp too_deep?(<<c, rest::binary>>, depth, false) when c in [?}, ?]], do: too_deep?(rest, depth - 1, false)
+  defp too_deep?(<<c, rest::binary>>, depth, false) when c in [?}, ?]],
+    do: too_deep?(rest, depth - 1, false)
+
   defp too_deep?(<<_, rest::binary>>, depth, false), do: too_deep?(rest, depth, false)
 end

@@ -1,0 +1,4 @@
+[
+  import_deps: [:phoenix],
+  inputs: ["*.{ex,exs}", "{config,lib}/**/*.{ex,exs}"]
+]
