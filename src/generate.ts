@@ -5,12 +5,11 @@
 // files are swapped in; a failure in any target puts every target back as it was. One run at
 // a time writes into an OUT folder (a lock file inside it); a second one waits, then refuses.
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MARKER_FILE, renderTarget, type RenderedFile } from './render.js';
 import { SpecError, type Spec } from './spec.js';
 import { findTarget, loadTargets, templatesRoot, type Target } from './targets.js';
-import { ASIDE_PREFIX, LOCK_FILE, STAGING_PREFIX, WriteError, destinationKind, prepareRefresh, previousFiles, withFolderLock, type Prepared } from './write.js';
+import { ASIDE_PREFIX, LOCK_FILE, STAGING_PREFIX, WriteError, destinationKind, makeDirs, prepareRefresh, previousFiles, withFolderLock, type Prepared } from './write.js';
 export { LockedError, withFolderLock } from './write.js';
 
 /** Each target's example listens on its own port: spec.port + the target's offset. */
@@ -133,7 +132,7 @@ export async function generate(spec: Spec, outDir: string, options: GenerateOpti
 
   if ((await destinationKind(out, '--out')) === 'missing') {
     try {
-      await mkdir(out, { recursive: true });
+      await makeDirs(out);
     } catch (error) {
       throw new WriteError(`cannot create --out ${out}: ${(error as NodeJS.ErrnoException).code}`);
     }

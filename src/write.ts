@@ -214,11 +214,26 @@ async function exists(path: string) {
   }
 }
 
+/**
+ * `mkdir -p` one level at a time; returns the first folder created. (Node's own recursive
+ * mkdir loops forever under /proc, where a missing parent cannot be created: ENOENT again.)
+ */
+export async function makeDirs(dir: string): Promise<string | undefined> {
+  const missing: string[] = [];
+  for (let at = resolve(dir); ; at = dirname(at)) {
+    if (await exists(at)) break;
+    missing.unshift(at);
+    if (dirname(at) === at) break;
+  }
+  for (const at of missing) await mkdir(at);
+  return missing[0];
+}
+
 /** Create `dir` if needed; returns the first folder created (to remove on failure). */
 async function prepare(dir: string, flag: string): Promise<string | undefined> {
   if ((await destinationKind(dir, flag)) === 'dir') return undefined;
   try {
-    return await mkdir(dir, { recursive: true });
+    return await makeDirs(dir);
   } catch (error) {
     throw new WriteError(`cannot create ${dir}: ${code(error)}`);
   }

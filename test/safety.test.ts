@@ -27,7 +27,7 @@ const cli = (args: string[], options: { cwd?: string; env?: Record<string, strin
     cwd: options.cwd ?? tmpdir(),
     encoding: 'utf8',
     input: '',
-    timeout: 60_000,
+    timeout: 20_000,
     env: { ...process.env, CI: 'true', CREATE_SSE_SERVER_TEMPLATES: ROOT, ...options.env },
   });
 
@@ -115,6 +115,13 @@ describe('item 1: scaffold --force never loses a user file', () => {
     const clash = [...files, { path: '.git/x', content: Buffer.from('x'), executable: false }];
     await expect(writeProject(dir, clash, { force: true })).rejects.toThrow(/cannot move the new .git into .*; everything was put back/);
     expect(snapshot()).toEqual(before);
+  });
+
+  it.skipIf(!existsSync('/proc/self'))('a folder that cannot be created fails in one line (Node\'s recursive mkdir loops forever under /proc)', () => {
+    const r = cli(['/proc/no-such-dir/app', '--target', 'alpha', '--yes']);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toBe('error: cannot create /proc/no-such-dir/app: ENOENT');
   });
 
   it('writes the new project completely before the old files go', async () => {
