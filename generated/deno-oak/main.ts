@@ -18,6 +18,9 @@ const WRITE_TIMEOUT_MS = 5000;
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_EVENT_NAME = 64;
 const MAX_JSON_DEPTH = 64;
+// One event per line as create-sse-server wrote it from the spec: deno fmt would re-wrap long
+// data and re-quote its strings.
+// deno-fmt-ignore
 const TIMED_EVENTS: { name: string; everyMs: number; data: Record<string, unknown> }[] = [
   { name: "clock", everyMs: 1000, data: { source: "server-clock", timezone: "UTC" } },
   { name: "stock-price", everyMs: 2000, data: { symbol: "ACME", price: 128.42, currency: "USD", exchange: "NASDAQ" } },
@@ -64,10 +67,8 @@ const hub = {
   publish(event: string, data: string): number {
     const id = ++this.lastId;
     const chunk = frame(id, event, data);
-    if (HISTORY_SIZE > 0) {
-      this.history.push({ id, frame: chunk });
-      if (this.history.length > HISTORY_SIZE) this.history.shift();
-    }
+    this.history.push({ id, frame: chunk });
+    if (this.history.length > HISTORY_SIZE) this.history.shift();
     for (const client of this.clients) client.send(chunk);
     return id;
   },
@@ -98,7 +99,7 @@ function openStream(lastEventId: number | null): ReadableStream<Uint8Array> {
           controller.close();
         },
       };
-      controller.enqueue(encoder.encode(RETRY_MS > 0 ? `retry: ${RETRY_MS}\n\n` : ": connected\n\n"));
+      controller.enqueue(encoder.encode(`retry: ${RETRY_MS}\n\n`));
       // start() runs synchronously: the replay and joining the broadcast happen in one turn.
       for (const chunk of hub.subscribe(client, lastEventId)) client.send(chunk);
     },
@@ -140,7 +141,9 @@ class NodeRequest {
 
   get headers(): Headers {
     const headers = new Headers();
-    for (let i = 0; i < this.#req.rawHeaders.length; i += 2) headers.append(this.#req.rawHeaders[i], this.#req.rawHeaders[i + 1]);
+    for (let i = 0; i < this.#req.rawHeaders.length; i += 2) {
+      headers.append(this.#req.rawHeaders[i], this.#req.rawHeaders[i + 1]);
+    }
     return headers;
   }
   get method(): string {
@@ -224,7 +227,9 @@ class NodeServer {
     // Requests the parser refuses (malformed, headers too slow) are answered in JSON as well.
     this.#server.on("clientError", (error: Error & { code?: string }, socket: Socket) => {
       if (socket.writable && socket.bytesWritten === 0) {
-        const [status, reason] = error.code === "ERR_HTTP_REQUEST_TIMEOUT" ? [408, "Request Timeout"] : [400, "Bad Request"];
+        const [status, reason] = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+          ? [408, "Request Timeout"]
+          : [400, "Bad Request"];
         const body = JSON.stringify({ error: reason.toLowerCase() });
         socket.write(
           `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
@@ -389,7 +394,9 @@ router.post("/publish", async (ctx) => {
   } catch {
     return fail(ctx, 400, "body is not valid JSON");
   }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) return fail(ctx, 400, "body must be a JSON object");
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    return fail(ctx, 400, "body must be a JSON object");
+  }
   const { event = "message", data = null } = body as { event?: unknown; data?: unknown };
   if (typeof event !== "string" || [...event].length > MAX_EVENT_NAME || !/^[^\r\n]+$/.test(event)) {
     return fail(ctx, 400, `"event" must be a string of 1 to ${MAX_EVENT_NAME} characters without line breaks`);
@@ -422,7 +429,9 @@ app.use((ctx) => fail(ctx, 404, "not found"));
 
 const timers: ReturnType<typeof setInterval>[] = [];
 for (const { name, everyMs, data } of TIMED_EVENTS) {
-  timers.push(setInterval(() => hub.publish(name, JSON.stringify({ ...data, timestamp: new Date().toISOString() })), everyMs));
+  timers.push(
+    setInterval(() => hub.publish(name, JSON.stringify({ ...data, timestamp: new Date().toISOString() })), everyMs),
+  );
 }
 const heartbeat = encoder.encode(": heartbeat\n\n");
 timers.push(setInterval(() => hub.clients.forEach((client) => client.send(heartbeat)), HEARTBEAT_SECONDS * 1000));
@@ -437,6 +446,9 @@ function stop() {
 Deno.addSignalListener("SIGTERM", stop);
 Deno.addSignalListener("SIGINT", stop);
 
-app.addEventListener("listen", ({ hostname, port }) => console.log(`${SERVER_NAME} listening on http://${hostname}:${port}`));
+app.addEventListener(
+  "listen",
+  ({ hostname, port }) => console.log(`${SERVER_NAME} listening on http://${hostname}:${port}`),
+);
 await app.listen({ hostname: HOST, port: PORT, signal: shutdown.signal });
 Deno.exit(0);

@@ -1,4 +1,3 @@
-{-# LANGUAGE MultiWayIf #-}
 {-# LANGUAGE OverloadedStrings #-}
 
 -- sse-server: a Server-Sent Events server on Scotty and Warp.
@@ -11,7 +10,7 @@ import Control.Exception (IOException, finally, try)
 import Control.Monad (forM, forM_, forever, guard, join, unless, void, when)
 import Control.Monad.IO.Class (liftIO)
 import Crypto.Random (getRandomBytes)
-import Data.Aeson (Object, Value (..), decode, encode, object, (.=))
+import Data.Aeson (Value (..), decode, encode, object, (.=))
 import qualified Data.Aeson.KeyMap as KeyMap
 import qualified Data.ByteArray as BA
 import Data.ByteArray.Encoding (Base (Base16), convertToBase)
@@ -20,13 +19,14 @@ import Data.ByteString.Builder (byteString)
 import qualified Data.ByteString.Char8 as BS8
 import qualified Data.ByteString.Lazy as BL
 import Data.Char (isDigit, isSpace, toLower)
+import Data.Either (isLeft)
 import Data.Foldable (toList)
 import qualified Data.Map.Strict as Map
 import Data.Maybe (catMaybes, fromMaybe)
 import Data.Sequence (Seq, (|>))
 import qualified Data.Sequence as Seq
-import Data.String (fromString)
 import Data.Streaming.Network (bindPortTCP)
+import Data.String (fromString)
 import qualified Data.Text as T
 import qualified Data.Text.Encoding as TE
 import qualified Data.Text.Lazy as TL
@@ -34,16 +34,42 @@ import Data.Time (defaultTimeLocale, formatTime, getCurrentTime)
 import Network.HTTP.Types
 import qualified Network.Socket as Net
 import qualified Network.Socket.ByteString as Net (recv)
-import Network.Wai (Middleware, Request, mapResponseHeaders, queryString, remoteHost, requestHeaders)
-import Network.Wai (RequestBodyLength (..), pathInfo, requestBodyLength, requestMethod, responseLBS)
+import Network.Wai
+  ( Middleware,
+    Request,
+    RequestBodyLength (..),
+    mapResponseHeaders,
+    pathInfo,
+    queryString,
+    remoteHost,
+    requestBodyLength,
+    requestHeaders,
+    requestMethod,
+    responseLBS,
+  )
 import qualified Network.Wai.Handler.Warp as Warp
 import qualified Network.Wai.Handler.Warp.Internal as WarpI
 import System.Environment (lookupEnv)
 import System.IO (BufferMode (..), hSetBuffering, stdout)
 import System.Posix.Signals (Handler (..), installHandler, sigINT, sigTERM)
 import Web.Scotty
-  ( ActionM, ScottyM, bodyReader, finish, get, json, literal, matchAny, middleware, notFound
-  , options, post, request, scottyApp, setHeader, status, stream
+  ( ActionM,
+    ScottyM,
+    bodyReader,
+    finish,
+    get,
+    json,
+    literal,
+    matchAny,
+    middleware,
+    notFound,
+    options,
+    post,
+    request,
+    scottyApp,
+    setHeader,
+    status,
+    stream,
   )
 
 -- Settings from the event spec.
@@ -68,32 +94,36 @@ maxBodyBytes = 64 * 1024
 maxEventName = 64
 maxJsonDepth = 64
 
--- | Events sent on a timer: name, period in ms, data fields.
-timedEvents :: [(T.Text, Int, Object)]
+-- | Events sent on a timer: name, period in ms, and data: a JSON object in the spec's key
+-- order (aeson's Object would sort the keys).
+timedEvents :: [(T.Text, Int, T.Text)]
 timedEvents =
-  [ ("clock", 1000, fields "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}")
-  , ("stock-price", 2000, fields "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")
+  [ ("clock", 1000, "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"),
+    ("stock-price", 2000, "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")
   ]
+
+-- | The data with the time added as its last field (the spec reserves "timestamp").
+withTimestamp :: T.Text -> T.Text -> T.Text
+withTimestamp fields stamp = T.dropEnd 1 fields <> separator <> "\"timestamp\":\"" <> stamp <> "\"}"
   where
-    fields :: BL.ByteString -> Object
-    fields = fromMaybe KeyMap.empty . decode
+    separator = if fields == "{}" then "" else ","
 
 -- The hub: ids, history and clients. Publishing, joining and leaving are STM transactions,
 -- so a client that joins gets the history and every later event exactly once.
 
 data Client = Client
-  { queue :: TQueue BS.ByteString
-  , queued :: TVar Int -- bytes waiting in `queue`
-  , dropped :: TVar Bool
-  , thread :: ThreadId
+  { queue :: TQueue BS.ByteString,
+    queued :: TVar Int, -- bytes waiting in `queue`
+    dropped :: TVar Bool,
+    thread :: ThreadId
   }
 
 data Hub = Hub
-  { lastId :: TVar Int
-  , history :: TVar (Seq (Int, BS.ByteString))
-  , clients :: TVar (Map.Map Int Client)
-  , nextKey :: TVar Int
-  , closing :: TVar Bool
+  { lastId :: TVar Int,
+    history :: TVar (Seq (Int, BS.ByteString)),
+    clients :: TVar (Map.Map Int Client),
+    nextKey :: TVar Int,
+    closing :: TVar Bool
   }
 
 newHub :: IO Hub
@@ -119,15 +149,14 @@ deliver hub bytes = do
 -- | A dropped client's thread is blocked writing to a socket nobody reads; killing it makes
 -- Warp close the connection.
 hangUp :: [Client] -> IO ()
-hangUp = mapM_ (void . forkIO . killThread . thread)
+hangUp = mapM_ (forkIO . killThread . thread)
 
 publish :: Hub -> T.Text -> T.Text -> IO Int
 publish hub event text = do
   (eventId, slow) <- atomically $ do
     eventId <- stateTVar (lastId hub) (\n -> (n + 1, n + 1))
     let bytes = frame eventId event text
-    when (historySize > 0) $
-      modifyTVar' (history hub) (\kept -> Seq.drop (Seq.length kept + 1 - historySize) (kept |> (eventId, bytes)))
+    modifyTVar' (history hub) (\kept -> Seq.drop (Seq.length kept + 1 - historySize) (kept |> (eventId, bytes)))
     (,) eventId <$> deliver hub bytes
   hangUp slow
   pure eventId
@@ -235,11 +264,12 @@ publishGate :: BS.ByteString -> Middleware
 publishGate token app req respond
   | pathInfo req /= ["publish"] || requestMethod req /= methodPost = app req respond
   | not (publishAuthorized token req) =
-      refuse status401 [("WWW-Authenticate", "Bearer")] "unauthorized"
+    refuse status401 [("WWW-Authenticate", "Bearer")] "unauthorized"
   | not (maybe False isJson (lookup hContentType (requestHeaders req))) =
-      refuse status415 [] "Content-Type must be application/json"
-  | KnownLength size <- requestBodyLength req, size > fromIntegral maxBodyBytes =
-      refuse status413 [] "body over 64 KiB"
+    refuse status415 [] "Content-Type must be application/json"
+  | KnownLength size <- requestBodyLength req,
+    size > fromIntegral maxBodyBytes =
+    refuse status413 [] "body over 64 KiB"
   | otherwise = app req respond
   where
     isJson value = BS8.map toLower (BS8.filter (not . isSpace) (BS8.takeWhile (/= ';') value)) == "application/json"
@@ -250,13 +280,13 @@ publishGate token app req respond
 readAtMost :: Int -> IO BS.ByteString -> IO (Maybe BS.ByteString)
 readAtMost limit next = go 0 []
   where
-    go size chunks = do
-      chunk <- next
-      let size' = size + BS.length chunk
-      if
-        | BS.null chunk -> pure (Just (BS.concat (reverse chunks)))
-        | size' > limit -> pure Nothing
-        | otherwise -> go size' (chunk : chunks)
+    go size chunks = next >>= step size chunks
+    step size chunks chunk
+      | BS.null chunk = pure (Just (BS.concat (reverse chunks)))
+      | size' > limit = pure Nothing
+      | otherwise = go size' (chunk : chunks)
+      where
+        size' = size + BS.length chunk
 
 -- | The deepest nesting of `[` and `{` outside strings.
 jsonDepth :: BS.ByteString -> Int
@@ -320,7 +350,7 @@ routes hub sockets streamToken publishToken = do
   post "/publish" $ do
     raw <- liftIO . readAtMost maxBodyBytes =<< bodyReader
     body <- maybe (failWith status413 "body over 64 KiB") pure raw
-    when (either (const True) (const False) (TE.decodeUtf8' body)) $ failWith status400 "body is not valid UTF-8"
+    when (isLeft (TE.decodeUtf8' body)) $ failWith status400 "body is not valid UTF-8"
     when (jsonDepth body > maxJsonDepth) $ failWith status400 "body is nested deeper than 64 levels"
     fields <- case decode (BL.fromStrict body) of
       Just (Object fields) -> pure fields
@@ -338,12 +368,19 @@ routes hub sockets streamToken publishToken = do
 
   notFound (failWith status404 "not found")
   where
-    hello = BS8.pack (if retryMs > 0 then "retry: " ++ show retryMs ++ "\n\n" else ": connected\n\n")
+    hello = BS8.pack ("retry: " ++ show retryMs ++ "\n\n")
     validName name = not (T.null name) && T.length name <= maxEventName && not (T.any (`elem` ['\r', '\n']) name)
 
 -- | An environment variable; an empty one counts as unset.
 env :: String -> IO (Maybe String)
 env key = (>>= \value -> if null value then Nothing else Just value) <$> lookupEnv key
+
+-- | A random publish token (128 bits, hex), logged once: SSE_PUBLISH_TOKEN is not set.
+newPublishToken :: IO BS.ByteString
+newPublishToken = do
+  token <- convertToBase Base16 <$> (getRandomBytes 16 :: IO BS.ByteString)
+  BS8.putStrLn ("publish token: " <> token <> " (set SSE_PUBLISH_TOKEN to choose your own)")
+  pure token
 
 main :: IO ()
 main = do
@@ -351,20 +388,15 @@ main = do
   port <- maybe defaultPort read <$> env "PORT"
   host <- fromMaybe "0.0.0.0" <$> env "HOST"
   streamToken <- fmap (TE.encodeUtf8 . T.pack) <$> env "SSE_TOKEN"
-  publishToken <- env "SSE_PUBLISH_TOKEN" >>= \given -> case given of
-    Just token -> pure (TE.encodeUtf8 (T.pack token))
-    Nothing -> do
-      token <- convertToBase Base16 <$> (getRandomBytes 16 :: IO BS.ByteString)
-      BS8.putStrLn ("publish token: " <> token <> " (set SSE_PUBLISH_TOKEN to choose your own)")
-      pure token
+  publishToken <- maybe newPublishToken (pure . TE.encodeUtf8 . T.pack) =<< env "SSE_PUBLISH_TOKEN"
   hub <- newHub
 
   forM_ timedEvents $ \(event, every, fields) -> forkIO . forever $ do
     threadDelay (every * 1000)
     now <- getCurrentTime
     let stamp = T.pack (formatTime defaultTimeLocale "%Y-%m-%dT%H:%M:%S%03QZ" now)
-    void (publish hub event (dataText (Object (KeyMap.insert "timestamp" (String stamp) fields))))
-  when (heartbeatSeconds > 0) . void . forkIO . forever $ do
+    void (publish hub event (withTimestamp fields stamp))
+  void . forkIO . forever $ do
     threadDelay (heartbeatSeconds * 1000000)
     hangUp =<< atomically (deliver hub ": heartbeat\n\n")
 
@@ -374,7 +406,7 @@ main = do
   listener <- bindPortTCP port (fromString host)
   let settings =
         Warp.setBeforeMainLoop (putStrLn (serverName ++ " listening on http://" ++ host ++ ":" ++ show port))
-          . Warp.setOnClose (\addr -> atomically (modifyTVar' sockets (Map.delete addr)))
+          . Warp.setOnClose (atomically . modifyTVar' sockets . Map.delete)
           . Warp.setGracefulShutdownTimeout (Just 2)
           -- Warp closes a connection idle for one to two of these periods: request headers
           -- not complete within 15 s are cut (a stream pauses this timeout).
