@@ -1,6 +1,20 @@
 // The command line: scaffold (default), generate, run, list, smoke.
 // Modules load when their command runs: `generate` should not pay for the harness.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { distance } from 'fastest-levenshtein';
+import { packageRoot } from './targets.js';
+
+const HELP_HINT = '(see create-sse-server --help)';
+
+/** A bare word one or two typos away from a command (`lsit`): the user meant the command. */
+export function commandTypo(word: string, commands: string[]): string | undefined {
+  if (word.includes('/') || word.includes('.')) return undefined;
+  const near = commands.map((c) => [c, distance(word.toLowerCase(), c)] as const).filter(([c, d]) => d > 0 && d <= (c.length <= 4 ? 1 : 2) + (word.length > 3 && [...word].sort().join('') === [...c].sort().join('') ? 1 : 0));
+  near.sort((a, b) => a[1] - b[1]);
+  return near[0]?.[0];
+}
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 function portNumber(value: string) {
@@ -11,7 +25,7 @@ function portNumber(value: string) {
 
 export async function listRows() {
   const { loadTargets } = await import('./targets.js');
-  const { checkToolchain } = await import('./toolchain.js');
+  const { checkToolchain, installHint, toolName } = await import('./toolchain.js');
   return Promise.all(
     loadTargets().map(async (t) => {
       const toolchain = await checkToolchain(t);
@@ -23,15 +37,18 @@ export async function listRows() {
         level: t.level,
         ...(t.levelNote ? { levelNote: t.levelNote } : {}),
         toolchain: toolchain.every((s) => s.found) ? 'found' : 'missing',
-        missing: toolchain.filter((s) => !s.found).map((s) => s.check[0]),
+        missing: toolchain.filter((s) => !s.found).map((s) => toolName(s)),
+        install: toolchain.filter((s) => !s.found).map((s) => installHint(s)),
       };
     }),
   );
 }
 
 export function program(): Command {
+  const { version } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8'));
   const cli = new Command('create-sse-server')
     .description('Scaffold a Server-Sent Events server from one event spec, in the language you pick')
+    .version(version, '-v, --version', 'print the version')
     .argument('[dir]', 'folder to create the project in')
     .option('-t, --target <id>', 'language/framework (see `list`)')
     .option('-p, --port <port>', 'default port of the server', portNumber)
@@ -39,15 +56,23 @@ export function program(): Command {
     .option('--spec <file>', 'event spec (YAML or JSON); default: the example spec')
     .option('-y, --yes', 'ask nothing: take flags and defaults')
     .option('--force', 'replace the contents of a non-empty folder (.git is kept)')
-    .showHelpAfterError()
+    .showHelpAfterError(HELP_HINT)
     .enablePositionalOptions()
     .action(async (dir: string | undefined, opts) => {
+      const { create, UsageError } = await import('./create.js');
+      if (dir !== undefined) {
+        const { existsSync } = await import('node:fs');
+        const meant = existsSync(dir) ? undefined : commandTypo(dir, [...cli.commands.map((c) => c.name()), 'help']);
+        if (meant) throw new UsageError(`"${dir}" is not a command: did you mean \`${meant}\`? (to create a folder named ${dir}, pass ./${dir}) ${HELP_HINT}`);
+      }
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY) && !process.env.CI;
-      const { create } = await import('./create.js');
       const result = await create(dir, { ...opts, interactive });
       console.log(`\nCreated ${result.target.language} · ${result.target.framework} server in ${result.dir}\n\nNext:`);
       for (const step of result.nextSteps) console.log(`  ${step}`);
+      if (result.warning) console.error(`warning: ${result.warning}`);
     });
+
+  cli.helpCommand('help [command]', 'show help for a command');
 
   cli
     .command('generate')
@@ -63,11 +88,12 @@ export function program(): Command {
       const { generate } = await import('./generate.js');
       const { variantSpec } = await import('./smoke/variants.js');
       const spec = variantSpec(await loadSpec(opts.spec), opts.variant);
-      const { targets, differences } = await generate(spec, opts.out, { targets: opts.target, check: opts.check, force: opts.force });
+      const { targets, differences } = await generate(spec, opts.out, { targets: opts.target, check: opts.check, force: opts.force, report: (line) => console.error(`warning: ${line}`) });
       if (opts.check) {
         if (differences.length) {
           console.error(`${opts.out} is out of date (run generate without --check):`);
           for (const d of differences) console.error(`  ${d.problem.padEnd(7)} ${d.path}`);
+          if (differences.some((d) => d.problem === 'extra')) console.error(`(extra: a file no template writes; remove it, or keep it out with the target's .gitignore)`);
           process.exitCode = 1;
         } else console.log(`${opts.out}: ${targets.length} targets up to date`);
       } else console.log(`generated ${targets.length} targets into ${opts.out}: ${targets.map((t) => t.id).join(', ')}`);
@@ -78,7 +104,9 @@ export function program(): Command {
     .description('install, build and start a generated project (PORT and HOST are honoured)')
     .argument('<dir>', 'a folder made by create-sse-server or generate')
     .action(async (dir: string) => {
-      const { runCommand } = await import('./run.js');
+      const { existsSync } = await import('node:fs');
+      const { RunError, runCommand } = await import('./run.js');
+      if (!existsSync(dir)) throw new RunError(`${dir} does not exist; create a project first (create-sse-server ${dir} --target ID)`);
       process.exitCode = await runCommand(dir);
     });
 
@@ -89,12 +117,7 @@ export function program(): Command {
     .action(async (opts) => {
       const rows = await listRows();
       if (opts.json) return console.log(JSON.stringify(rows, null, 2));
-      const widths = [20, 12, 30, 6, 9];
-      for (const r of rows) {
-        const cells = [r.id, r.language, r.framework, String(r.port), r.level];
-        const tool = r.toolchain === 'found' ? 'toolchain found' : `toolchain missing: ${r.missing.join(', ')}`;
-        console.log(`${cells.map((c, i) => c.padEnd(widths[i])).join(' ')} ${tool}`);
-      }
+      console.log(formatList(rows));
     });
 
   cli
@@ -151,12 +174,40 @@ export function program(): Command {
   return cli;
 }
 
+type Row = Awaited<ReturnType<typeof listRows>>[number];
+
+/** `list`: a header, columns as wide as their widest cell, and what to install when a toolchain is missing. */
+export function formatList(rows: Row[]): string {
+  const header = ['target', 'language', 'framework', 'port', 'verified', 'here'];
+  const table = rows.map((r) => [r.id, r.language, r.framework, String(r.port), r.level, r.toolchain === 'found' ? 'ready' : 'toolchain missing']);
+  const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
+  const out = [line(header)];
+  rows.forEach((r, i) => {
+    out.push(line(table[i]));
+    r.missing.forEach((name, j) => out.push(`    needs ${name}: ${r.install[j]}`));
+  });
+  const runs = rows.filter((r) => r.level === 'runs');
+  const missing = runs.filter((r) => r.toolchain !== 'found').length;
+  out.push('', `verified: how far each target is proven on the project's CI (runs: built, started and checked C1-C16; parses: its toolchain cannot be installed there, a real parser checks the sources).`);
+  out.push(`here: ${runs.length - missing} of ${runs.length} targets at level runs can be built on this machine${missing ? '; `npm run toolchains` in a clone installs the rest on Debian' : ''}.`);
+  return out.join('\n');
+}
+
 /** Errors that explain themselves: printed without a stack trace. */
-const KNOWN_ERRORS = new Set(['SpecError', 'UsageError', 'UnknownTargetError', 'DirectoryNotEmptyError', 'RunError']);
+const KNOWN_ERRORS = new Set(['SpecError', 'SpecFileError', 'UsageError', 'UnknownTargetError', 'DirectoryNotEmptyError', 'RunError', 'WriteError', 'LockedError', 'Declined']);
 
 export async function main(argv = process.argv) {
   try {
-    await program().parseAsync(argv);
+    const cli = program();
+    if (argv[2] === 'help') {
+      // `help`, `help smoke`, `help --target x --yes`: help, never a folder named help.
+      const name = argv.slice(3).find((a) => !a.startsWith('-'));
+      const sub = cli.commands.find((c) => c.name() === name);
+      (sub ?? cli).outputHelp();
+      return;
+    }
+    await cli.parseAsync(argv);
   } catch (error) {
     const { name, message } = error as Error;
     if (name === 'Cancelled') {
@@ -165,6 +216,13 @@ export async function main(argv = process.argv) {
     } else if (KNOWN_ERRORS.has(name)) {
       console.error(`error: ${message}`);
       process.exitCode = 1;
-    } else throw error;
+    } else {
+      // Unexpected: still one line; the stack only when asked for.
+      const code = (error as NodeJS.ErrnoException).code;
+      console.error(`error: ${code && !message.includes(code) ? `${code}: ` : ''}${message.split('\n')[0]}`);
+      if (process.env.CREATE_SSE_SERVER_DEBUG) console.error((error as Error).stack);
+      else console.error('(set CREATE_SSE_SERVER_DEBUG=1 for the stack trace)');
+      process.exitCode = 1;
+    }
   }
 }

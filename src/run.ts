@@ -1,7 +1,9 @@
 // Install, build and start a generated project with its target's own toolchain.
 // Steps that already ran (their `creates` output is newer than their inputs) are skipped,
 // so a second run reuses node_modules, .venv, target/, the Go and Maven caches.
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -22,7 +24,13 @@ export function targetOf(dir: string): Target {
   if (!existsSync(marker)) {
     throw new RunError(`${dir} is not a generated project (no ${MARKER_FILE}); create one with create-sse-server first`);
   }
-  const { target } = JSON.parse(readFileSync(marker, 'utf8'));
+  let target: unknown;
+  try {
+    target = JSON.parse(readFileSync(marker, 'utf8')).target;
+  } catch {
+    throw new RunError(`${marker} is not valid JSON; generate the project again`);
+  }
+  if (typeof target !== 'string') throw new RunError(`${marker} names no target; generate the project again`);
   return findTarget(target);
 }
 
@@ -129,6 +137,14 @@ export async function runCommand(dir: string): Promise<number> {
   const child = startProject(dir, target, { stdio: 'inherit' });
   const pid = child.pid;
   if (pid === undefined) throw new RunError(`${target.id}: could not start \`${target.start.join(' ')}\``);
+  // If `run` is killed outright (kill -9), a watchdog on a pipe notices and stops the server.
+  const watchdog = spawn(process.execPath, [fileURLToPath(new URL('./watchdog.js', import.meta.url)), String(pid)], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  watchdog.stdin?.on('error', () => undefined);
   const forward = (signal: NodeJS.Signals) => () => signalGroup(pid, signal);
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   const handlers = signals.map((s) => [s, forward(s)] as const);
@@ -141,6 +157,7 @@ export async function runCommand(dir: string): Promise<number> {
   // The server is gone; make sure nothing it started lingers.
   await stopGroup(pid, 2000);
   process.off('exit', reap);
+  watchdog.stdin?.end('done\n');
   if (result.exitCode !== undefined) return result.exitCode;
   const signalNumber = result.signal ? constants.signals[result.signal] : 1;
   return 128 + signalNumber;

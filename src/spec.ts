@@ -3,6 +3,7 @@
 // before the whole spec is valid.
 import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
+import { closest, distance } from 'fastest-levenshtein';
 import { parse as parseYaml } from 'yaml';
 
 export interface EventSpec {
@@ -34,6 +35,18 @@ export class SpecError extends Error {
     this.name = 'SpecError';
   }
 }
+
+/** A spec file that cannot be read (not an invalid spec: there is none). */
+export class SpecFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SpecFileError';
+  }
+}
+
+/** Limits on an event's `data` (every target must carry it through its queues and parsers). */
+export const DATA_MAX_BYTES = 16 * 1024;
+export const DATA_MAX_DEPTH = 32;
 
 export const NAME_PATTERN = '^[a-z][a-z0-9]*(-[a-z][a-z0-9]*)*$';
 export const EVENT_NAME_PATTERN = '^[a-z][a-z0-9_-]*$';
@@ -110,7 +123,7 @@ export const specSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true, verbose: true });
 const validate = ajv.compile(specSchema);
 
 /** `/events/1/name` -> `events[1].name` */
@@ -123,10 +136,19 @@ function fieldName(error: ErrorObject): string {
   return out || '(spec)';
 }
 
+/** "did you mean `heartbeat`?" for a field name close to a known one. */
+export function didYouMean(word: string, known: string[]): string {
+  if (!known.length) return '';
+  const best = closest(word, known);
+  return distance(word.toLowerCase(), best.toLowerCase()) <= Math.max(2, Math.floor(best.length / 3)) ? ` (did you mean \`${best}\`?)` : '';
+}
+
 function describe(error: ErrorObject): string {
   switch (error.keyword) {
-    case 'additionalProperties':
-      return 'unknown field';
+    case 'additionalProperties': {
+      const known = Object.keys((error.parentSchema as { properties?: object } | undefined)?.properties ?? {}).filter((k) => k !== '$schema');
+      return `unknown field${didYouMean(String(error.params.additionalProperty), known)}`;
+    }
     case 'required':
       return 'is required';
     case 'pattern':
@@ -171,13 +193,13 @@ export function normalizeSpec(input: unknown, source = 'spec'): Spec {
   result.events.forEach((event, i) => {
     if (names.has(event.name)) problems.push(`events[${i}].name: duplicate event name "${event.name}"`);
     names.add(event.name);
-    if (!JSON.stringify(event.data).isWellFormed()) {
-      problems.push(`events[${i}].data: holds a lone surrogate (not valid Unicode)`);
-    }
+    problems.push(...dataProblems(event.data, `events[${i}].data`));
     if (Object.hasOwn(event.data, 'timestamp')) {
       problems.push(`events[${i}].data.timestamp: reserved, the server adds it`);
     }
   });
+  const dots = result.path.split('/').find((s) => s === '.' || s === '..');
+  if (dots) problems.push(`path: must not hold a "${dots}" segment (${result.path}); browsers and servers resolve it differently`);
   if (RESERVED_PATHS.includes(result.path)) problems.push(`path: ${result.path} is reserved`);
   if (result.cors.credentials && result.cors.origins.includes('*')) {
     problems.push('cors.credentials: cannot be true when cors.origins holds "*" (list the origins)');
@@ -189,12 +211,44 @@ export function normalizeSpec(input: unknown, source = 'spec'): Spec {
   return result;
 }
 
+/**
+ * An event's data must be valid Unicode (checked on the raw strings: JSON.stringify escapes a
+ * lone surrogate, which hid it), at most DATA_MAX_DEPTH levels deep and DATA_MAX_BYTES of JSON.
+ */
+function dataProblems(data: unknown, field: string): string[] {
+  const problems: string[] = [];
+  let deepest = 0;
+  const visit = (value: unknown, at: string, depth: number) => {
+    if (typeof value === 'string') {
+      if (!value.isWellFormed()) problems.push(`${at}: holds a lone surrogate (not valid Unicode)`);
+      return;
+    }
+    if (value === null || typeof value !== 'object') return;
+    deepest = Math.max(deepest, depth);
+    if (depth > DATA_MAX_DEPTH) return;
+    for (const [key, inner] of Object.entries(value)) {
+      const path = Array.isArray(value) ? `${at}[${key}]` : `${at}.${key}`;
+      if (!key.isWellFormed()) problems.push(`${at}: a key holds a lone surrogate (not valid Unicode)`);
+      visit(inner, path, depth + 1);
+    }
+  };
+  visit(data, field, 1);
+  if (deepest > DATA_MAX_DEPTH) problems.push(`${field}: nested deeper than ${DATA_MAX_DEPTH} levels`);
+  else {
+    const bytes = Buffer.byteLength(JSON.stringify(data), 'utf8');
+    if (bytes > DATA_MAX_BYTES) problems.push(`${field}: ${bytes} bytes of JSON, more than the ${DATA_MAX_BYTES} allowed`);
+  }
+  return problems;
+}
+
 export function parseSpecText(text: string, source: string): Spec {
   let parsed: unknown;
   try {
     parsed = source.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
-    throw new SpecError(source, [`(spec): not valid ${source.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message.split('\n')[0]}`]);
+    // Keep the parser's whole message: its position and the code excerpt with a caret.
+    const message = (error as Error).message.trimEnd().replace(/\n\n+/g, '\n').replace(/\n/g, '\n      ');
+    throw new SpecError(source, [`(spec): not valid ${source.endsWith('.json') ? 'JSON' : 'YAML'}: ${message}`]);
   }
   return normalizeSpec(parsed ?? {}, source);
 }
@@ -204,7 +258,8 @@ export async function loadSpec(file: string): Promise<Spec> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new SpecError(file, [`cannot read the spec file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`]);
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new SpecFileError(code === 'ENOENT' ? `spec file ${file} not found` : `cannot read spec file ${file}: ${code ?? (error as Error).message}`);
   }
   return parseSpecText(text, file);
 }

@@ -1,9 +1,9 @@
 // Targets are data: each folder under templates/ holds a `target.json` manifest and a
 // `files/` tree. Nothing in src/ names a target, so adding one touches no file here.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { closest } from 'fastest-levenshtein';
+import { closest, distance } from 'fastest-levenshtein';
 import { Ajv } from 'ajv';
 
 export type Level = 'runs' | 'parses' | 'rendered';
@@ -172,7 +172,8 @@ const manifestSchema = {
 const validateManifest = new Ajv({ allErrors: true }).compile(manifestSchema);
 
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-export const templatesRoot = join(packageRoot, 'templates');
+/** The package's templates, or CREATE_SSE_SERVER_TEMPLATES (template authors and tests). */
+export const templatesRoot = process.env.CREATE_SSE_SERVER_TEMPLATES ? resolve(process.env.CREATE_SSE_SERVER_TEMPLATES) : join(packageRoot, 'templates');
 
 let cache: Target[] | undefined;
 
@@ -205,9 +206,59 @@ export function loadTargets(root = templatesRoot): Target[] {
   return targets;
 }
 
+/** What people call a language or platform, mapped to words that appear in ids, languages and frameworks. */
+const ALIASES: Record<string, string[]> = {
+  golang: ['go'],
+  js: ['javascript', 'node'],
+  javascript: ['javascript', 'node'],
+  nodejs: ['node'],
+  ts: ['typescript'],
+  py: ['python'],
+  python3: ['python'],
+  rb: ['ruby'],
+  rs: ['rust'],
+  pl: ['perl'],
+  hs: ['haskell'],
+  dotnet: ['csharp', 'c#', '.net', 'asp.net'],
+  '.net': ['csharp', 'c#', '.net', 'asp.net'],
+  'c#': ['csharp', 'c#'],
+  cs: ['csharp', 'c#'],
+  aspnet: ['csharp', 'asp.net'],
+  spring: ['spring'],
+  springboot: ['spring'],
+  kt: ['kotlin'],
+  ex: ['elixir'],
+  erlang: ['elixir'],
+  nginx: ['openresty', 'nginx'],
+};
+
+function words(target: Target): string[] {
+  const text = `${target.id} ${target.id.replace(/-/g, ' ')} ${target.language} ${target.framework}`.toLowerCase();
+  return [...new Set(text.split(/[\s()/,+-]+/).filter(Boolean))];
+}
+
+/** Targets a mistyped or informal id probably means: language, framework and id words, substrings, then spelling. */
+export function suggestTargets(query: string, targets: Target[]): Target[] {
+  const q = query.toLowerCase().trim();
+  if (!q) return [];
+  const wanted = [q, ...(ALIASES[q] ?? [])];
+  const byWord = targets.filter((t) => words(t).some((w) => wanted.includes(w)));
+  if (byWord.length) return byWord;
+  if (q.length >= 3) {
+    const bySubstring = targets.filter((t) => `${t.id} ${t.language} ${t.framework}`.toLowerCase().includes(q) || words(t).some((w) => w.length >= 3 && q.includes(w)));
+    if (bySubstring.length) return bySubstring;
+  }
+  const ids = targets.map((t) => t.id);
+  if (!ids.length) return [];
+  const best = closest(q, ids);
+  return distance(q, best) <= Math.max(2, Math.floor(best.length / 3)) ? targets.filter((t) => t.id === best) : [];
+}
+
 export class UnknownTargetError extends Error {
-  constructor(id: string, ids: string[]) {
-    const suggestion = ids.length ? ` (did you mean ${closest(id, ids)}?)` : '';
+  constructor(id: string, targets: Target[]) {
+    const ids = targets.map((t) => t.id);
+    const near = suggestTargets(id, targets).map((t) => t.id);
+    const suggestion = near.length === 1 ? ` (did you mean ${near[0]}?)` : near.length ? ` (did you mean one of ${near.join(', ')}?)` : '';
     super(`unknown target "${id}"${suggestion}. Targets: ${ids.join(', ')}`);
     this.name = 'UnknownTargetError';
   }
@@ -215,7 +266,7 @@ export class UnknownTargetError extends Error {
 
 export function findTarget(id: string, targets = loadTargets()): Target {
   const target = targets.find((t) => t.id === id);
-  if (!target) throw new UnknownTargetError(id, targets.map((t) => t.id));
+  if (!target) throw new UnknownTargetError(id, targets);
   return target;
 }
 

@@ -28,6 +28,19 @@ export async function checkToolchain(target: Target): Promise<ToolchainStatus[]>
 export function missingSummary(statuses: ToolchainStatus[]): string {
   return statuses
     .filter((s) => !s.found)
-    .map((s) => `${s.check[0]} (${s.hint})`)
+    .map((s) => `${toolName(s)}: ${installHint(s)}`)
     .join(', ');
+}
+
+/** What a missing tool is called: the hint's first phrase ("Perl 5.36 with Mojolicious 9.31"). */
+export function toolName(tool: ToolchainCommand): string {
+  return tool.hint.split(/ \(|, |: /)[0].trim();
+}
+
+/** How to install a missing tool: Debian packages when the manifest names them, else the hint's link or text. */
+export function installHint(tool: ToolchainCommand): string {
+  if (tool.debian?.length) return `apt-get install ${tool.debian.join(' ')}`;
+  const url = tool.hint.match(/https?:\/\/\S+/)?.[0];
+  const apt = tool.hint.match(/apt(?:-get)? install [a-z0-9.+\- ]+/)?.[0];
+  return apt ?? (url ? `see ${url.replace(/[),.;]+$/, '')}` : tool.hint);
 }

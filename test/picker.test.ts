@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import prompts from 'prompts';
 import { describe, expect, it } from 'vitest';
-import { Cancelled, create } from '../src/create.js';
+import { Cancelled, create, Declined, UsageError } from '../src/create.js';
 import { loadTargets } from '../src/targets.js';
 
 const [first, second = first] = loadTargets();
@@ -34,14 +34,27 @@ describe('interactive picker', () => {
     expect(existsSync(join(parent, 'app'))).toBe(false);
   });
 
-  it('a non-empty folder is kept unless the user confirms (cancel is the default)', async () => {
+  it('a non-empty folder is kept unless the user confirms; "no" is a refusal (exit 1), not a Ctrl-C (130)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pick-'));
     writeFileSync(join(dir, 'mine.txt'), 'mine');
     prompts.inject([4557, false]);
-    await expect(create(dir, { interactive: true, target: first.id })).rejects.toBeInstanceOf(Cancelled);
+    await expect(create(dir, { interactive: true, target: first.id })).rejects.toBeInstanceOf(Declined);
     expect(readFileSync(join(dir, 'mine.txt'), 'utf8')).toBe('mine');
     prompts.inject([4557, true]);
     await create(dir, { interactive: true, target: first.id });
     expect(existsSync(join(dir, 'mine.txt'))).toBe(false);
+  });
+
+  it('item 8: a control character typed into the folder name (Ctrl-U) never becomes part of it', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'pick-'));
+    prompts.inject([join(parent, '\x15pty-app')]);
+    await expect(create(undefined, { interactive: true, target: first.id })).rejects.toThrow(/holds a control character \(U\+0015\)/);
+    expect(existsSync(join(parent, '\x15pty-app'))).toBe(false);
+  });
+
+  it('item 11: an injected port of 70000 is refused, not turned into 65535', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'pick-')), 'app');
+    prompts.inject([70000]);
+    await expect(create(dir, { interactive: true, target: first.id })).rejects.toThrow(new UsageError('port 70000 is not a port number (1-65535)'));
   });
 });

@@ -1,14 +1,16 @@
 // `smoke`: for each target, render both variants of the spec into a work folder, build and
 // start it the way `run` does, and run the contract's checks against it.
+import { createHash } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { renderTarget } from '../render.js';
 import { buildProject, startProject } from '../run.js';
 import type { Spec } from '../spec.js';
-import { findTarget, loadTargets, type Level, type Target } from '../targets.js';
+import { findTarget, loadTargets, packageRoot, type Level, type Target } from '../targets.js';
 import { checkToolchain, missingSummary } from '../toolchain.js';
-import { refreshRendered } from '../write.js';
+import { refreshRendered, withFolderLock } from '../write.js';
 import type { ServerHandle } from './context.js';
 import { mergeChecks, runVariant, type Outcome, type RunOptions, type StartServer, type VariantReport } from './harness.js';
 import type { Browser } from 'playwright-core';
@@ -35,8 +37,16 @@ export interface SmokeOptions {
   onProgress?: (line: string) => void;
 }
 
-export function defaultWorkDir() {
-  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'create-sse-server', 'smoke');
+/** One work folder per clone (two clones of one user must not build in each other's folders). */
+export function defaultWorkDir(root = packageRoot) {
+  const clone = createHash('sha256').update(root).digest('hex').slice(0, 12);
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'create-sse-server', 'smoke', clone);
+}
+
+/** "1m05s": time since `t0`, for progress lines. */
+export function elapsed(t0: number): string {
+  const s = Math.round((Date.now() - t0) / 1000);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 }
 
 const MAX_OUTPUT = 1 << 20;
@@ -70,8 +80,16 @@ export function targetStarter(target: Target, workDir: string, log?: (line: stri
       await refreshRendered(dir, renderTarget(spec, target), { force: true });
       const t0 = Date.now();
       log?.(`${target.id} [${variant}]: building in ${dir}`);
-      await buildProject(dir, { stdio: 'pipe' });
+      // A build can take minutes (cargo, cabal, maven): say which step runs, and that it still does.
+      let step = 'toolchain check';
+      const beat = setInterval(() => log?.(`${target.id} [${variant}]: still at \`${step}\` (${elapsed(t0)})`), 30_000);
+      try {
+        await buildProject(dir, { stdio: 'pipe', log: (line) => ((step = line.replace(/^\$ /, '')), log?.(`${target.id} [${variant}]: ${line} (${elapsed(t0)})`)) });
+      } finally {
+        clearInterval(beat);
+      }
       buildMs = Date.now() - t0;
+      log?.(`${target.id} [${variant}]: built in ${elapsed(t0)}, starting`);
     }
     const child = startProject(dir, target, { env: { ...env, PORT: String(port), HOST: host }, stdio: 'pipe' });
     const handle = serverHandle(child, host, port);
@@ -100,12 +118,21 @@ async function parseCheck(target: Target, workDir: string, spec: Spec): Promise<
 
 export async function smokeTargets(targets: Target[], spec: Spec, options: SmokeOptions = {}): Promise<TargetReport[]> {
   const workDir = options.work ?? defaultWorkDir();
+  mkdirSync(workDir, { recursive: true });
+  // One smoke run at a time per work folder: a second waits, then refuses.
+  return withFolderLock(workDir, 60_000, () => smokeLocked(targets, spec, workDir, options));
+}
+
+async function smokeLocked(targets: Target[], spec: Spec, workDir: string, options: SmokeOptions): Promise<TargetReport[]> {
   const out: TargetReport[] = [];
   let browser: Browser | undefined;
   try {
     for (const target of targets) {
       if (options.browser && !browser && target.level === 'runs') browser = await launchBrowser();
+      const t0 = Date.now();
+      options.onProgress?.(`${target.id}: ${targets.indexOf(target) + 1} of ${targets.length}`);
       out.push(await smokeTarget(target, spec, workDir, options, browser));
+      options.onProgress?.(`${target.id}: ${out.at(-1)!.result} in ${elapsed(t0)}`);
     }
   } finally {
     await browser?.close();
