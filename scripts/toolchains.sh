@@ -8,10 +8,10 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
 say() { echo "toolchains: $*"; }
 
-# 1. Debian packages named by templates/*/target.json, plus luajit2 (OpenResty's LuaJIT, which
-#    the nginx Lua module also uses; Debian's plain `luajit` would remove that module) for the
-#    literal tests.
-packages=$(node scripts/debian-packages.mjs luajit2)
+# 1. Debian packages named by templates/*/target.json (toolchains and linters), plus luajit2
+#    (OpenResty's LuaJIT, which the nginx Lua module also uses; Debian's plain `luajit` would
+#    remove that module) for the literal tests, and chromium for the browser tests and B1.
+packages=$(node scripts/debian-packages.mjs luajit2 chromium)
 missing=$(for p in $packages; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing Debian packages: $(echo $missing)"
@@ -43,7 +43,7 @@ if [ -n "$cargo_version" ] && version_at_least "$cargo_version" 1.89; then
   say "Rust $cargo_version: ok"
 else
   say "installing Rust (stable) with rustup"
-  curl -fsSL https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain stable >/dev/null
+  curl -fsSL https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt --default-toolchain stable >/dev/null
   for tool in cargo rustc; do $SUDO ln -sf "$HOME/.cargo/bin/$tool" /usr/local/bin/$tool; done
 fi
 
