@@ -9,6 +9,7 @@ import org.springframework.stereotype.Component;
 import org.springframework.web.server.ServerWebExchange;
 import org.springframework.web.server.WebFilter;
 import org.springframework.web.server.WebFilterChain;
+
 import reactor.core.publisher.Mono;
 
 /**
@@ -25,9 +26,12 @@ public class Cors implements WebFilter {
         HttpHeaders headers = response.getHeaders();
         headers.set(HttpHeaders.ACCESS_CONTROL_ALLOW_ORIGIN, "*");
         String path = request.getPath().value();
-        if (request.getMethod() == HttpMethod.OPTIONS && (path.equals(Routes.STREAM_PATH) || path.equals("/publish"))) {
+        if (request.getMethod() == HttpMethod.OPTIONS
+                && (path.equals(Routes.STREAM_PATH) || path.equals("/publish"))) {
             headers.set(HttpHeaders.ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS");
-            headers.set(HttpHeaders.ACCESS_CONTROL_ALLOW_HEADERS, "Last-Event-ID, Cache-Control, Content-Type, Authorization");
+            headers.set(
+                    HttpHeaders.ACCESS_CONTROL_ALLOW_HEADERS,
+                    "Last-Event-ID, Cache-Control, Content-Type, Authorization");
             headers.set(HttpHeaders.ACCESS_CONTROL_MAX_AGE, "86400");
             response.setStatusCode(HttpStatus.NO_CONTENT);
             return response.setComplete();

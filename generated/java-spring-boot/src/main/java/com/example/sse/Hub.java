@@ -2,8 +2,13 @@ package com.example.sse;
 
 import static java.nio.charset.StandardCharsets.UTF_8;
 
-import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
+import org.springframework.context.SmartLifecycle;
+import org.springframework.stereotype.Component;
+
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Sinks;
+
 import java.time.Duration;
 import java.time.Instant;
 import java.time.ZoneOffset;
@@ -17,11 +22,6 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Pattern;
-import org.springframework.context.SmartLifecycle;
-import org.springframework.stereotype.Component;
-import reactor.core.Disposable;
-import reactor.core.publisher.Flux;
-import reactor.core.publisher.Sinks;
 
 /** The shared state: the id counter, the history and the set of connected clients. */
 @Component
@@ -32,33 +32,39 @@ public class Hub implements SmartLifecycle {
     static final int MAX_CLIENTS = 10000;
     static final long MAX_QUEUE_BYTES = 1 << 20;
 
-    /** Events with `every` > 0: one timer each for the whole server; data gains a "timestamp". */
-    record TimedEvent(String name, Duration every, String dataJson) {}
+    /**
+     * Events with `every` > 0: one timer each for the whole server. Their data is JSON text with
+     * the spec's keys in order; each tick adds a "timestamp" as the last field.
+     */
+    record TimedEvent(String name, Duration every, String data) {}
 
-    static final List<TimedEvent> TIMED_EVENTS = List.of(
-            new TimedEvent("clock", Duration.ofMillis(1000), "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"),
-            new TimedEvent("stock-price", Duration.ofMillis(2000), "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")
-    );
+    static final List<TimedEvent> TIMED_EVENTS =
+            List.of(
+                    new TimedEvent(
+                            "clock", // every 1000 ms
+                            Duration.ofMillis(1000),
+                            "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"),
+                    new TimedEvent(
+                            "stock-price", // every 2000 ms
+                            Duration.ofMillis(2000),
+                            "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}"));
 
     private static final Pattern LINE_BREAK = Pattern.compile("\r\n|\r|\n");
-    private static final DateTimeFormatter TIMESTAMP = DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSS'Z'").withZone(ZoneOffset.UTC);
+    private static final DateTimeFormatter TIMESTAMP =
+            DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSS'Z'").withZone(ZoneOffset.UTC);
 
     /** The first frame of every stream, flushed at once. */
     private static final byte[] HELLO = ("retry: " + RETRY_MS + "\n\n").getBytes(UTF_8);
+
     private static final byte[] HEARTBEAT = ": heartbeat\n\n".getBytes(UTF_8);
 
     private record Event(long id, byte[] frame) {}
 
-    private final ObjectMapper json;
     private final Deque<Event> history = new ArrayDeque<>();
     private final Set<Client> clients = new HashSet<>();
     private final List<Disposable> timers = new ArrayList<>();
     private long lastId;
     private boolean running;
-
-    Hub(ObjectMapper json) {
-        this.json = json;
-    }
 
     /**
      * Joins the broadcast and takes the replay (events after lastEventId) under one lock, so no
@@ -104,7 +110,7 @@ public class Hub implements SmartLifecycle {
         return lastId;
     }
 
-    /** Queues a frame for every client without ever waiting: a client whose queue is full is dropped. */
+    /** Queues a frame for every client without waiting: a client whose queue is full is dropped. */
     private void broadcast(byte[] frame) {
         for (Iterator<Client> it = clients.iterator(); it.hasNext(); ) {
             Client client = it.next();
@@ -117,7 +123,8 @@ public class Hub implements SmartLifecycle {
 
     /** One event: every line of data (split on CRLF, CR or LF) gets its own "data: ". */
     static byte[] frame(long id, String event, String data) {
-        StringBuilder b = new StringBuilder().append("id: ").append(id).append("\nevent: ").append(event).append('\n');
+        StringBuilder b = new StringBuilder();
+        b.append("id: ").append(id).append("\nevent: ").append(event).append('\n');
         for (String line : LINE_BREAK.split(data, -1)) {
             b.append("data: ").append(line).append('\n');
         }
@@ -125,13 +132,10 @@ public class Hub implements SmartLifecycle {
     }
 
     private void publishTimed(TimedEvent event) {
-        try {
-            ObjectNode data = (ObjectNode) json.readTree(event.dataJson());
-            data.put("timestamp", TIMESTAMP.format(Instant.now()));
-            publish(event.name(), json.writeValueAsString(data));
-        } catch (Exception e) {
-            throw new IllegalStateException(e);
-        }
+        String fields = event.data().substring(0, event.data().length() - 1);
+        String separator = fields.equals("{") ? "" : ",";
+        String timestamp = "\"timestamp\":\"" + TIMESTAMP.format(Instant.now()) + "\"}";
+        publish(event.name(), fields + separator + timestamp);
     }
 
     @Override
@@ -140,10 +144,12 @@ public class Hub implements SmartLifecycle {
         for (TimedEvent event : TIMED_EVENTS) {
             timers.add(Flux.interval(event.every()).subscribe(tick -> publishTimed(event)));
         }
-        timers.add(Flux.interval(Duration.ofSeconds(HEARTBEAT_SECONDS)).subscribe(tick -> heartbeat()));
+        timers.add(
+                Flux.interval(Duration.ofSeconds(HEARTBEAT_SECONDS))
+                        .subscribe(tick -> heartbeat()));
     }
 
-    /** One ticker for all streams: each gets ": heartbeat" every HEARTBEAT_SECONDS, events or not. */
+    /** One ticker for all streams: ": heartbeat" every HEARTBEAT_SECONDS, events or not. */
     private synchronized void heartbeat() {
         broadcast(HEARTBEAT);
     }
@@ -169,6 +175,7 @@ public class Hub implements SmartLifecycle {
         private final List<byte[]> replay;
         private final Sinks.Many<byte[]> queue = Sinks.many().unicast().onBackpressureBuffer();
         private final AtomicLong queuedBytes = new AtomicLong();
+
         /** completes at shutdown; fails when the client is dropped, which closes its connection */
         private final Sinks.Empty<Void> end = Sinks.empty();
 
@@ -187,7 +194,8 @@ public class Hub implements SmartLifecycle {
 
         /** The first frame and the replay, then live frames as the connection takes them. */
         Flux<byte[]> frames() {
-            Flux<byte[]> live = queue.asFlux().doOnNext(frame -> queuedBytes.addAndGet(-frame.length));
+            Flux<byte[]> live =
+                    queue.asFlux().doOnNext(frame -> queuedBytes.addAndGet(-frame.length));
             return Flux.concat(Flux.fromIterable(replay), live).takeUntilOther(end.asMono());
         }
     }

@@ -1,7 +1,8 @@
 package com.example.sse;
 
-import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.springframework.web.reactive.function.server.RequestPredicates.path;
+
+import static java.nio.charset.StandardCharsets.UTF_8;
 
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.StreamReadConstraints;
@@ -10,12 +11,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.cfg.JsonNodeFeature;
 import com.fasterxml.jackson.databind.json.JsonMapper;
-import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.security.MessageDigest;
-import java.util.Locale;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
+
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 import org.springframework.core.io.buffer.DataBuffer;
@@ -32,9 +28,18 @@ import org.springframework.web.reactive.function.server.RouterFunction;
 import org.springframework.web.reactive.function.server.RouterFunctions;
 import org.springframework.web.reactive.function.server.ServerRequest;
 import org.springframework.web.reactive.function.server.ServerResponse;
+
+import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.netty.Connection;
 import reactor.netty.http.server.HttpServerRequest;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.security.MessageDigest;
+import java.util.Locale;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
 
 /** GET /events, POST /publish, GET /health; 404 and 405 as JSON for the rest. */
 @Configuration
@@ -46,13 +51,21 @@ public class Routes {
 
     private static final Pattern BEARER = Pattern.compile("(?i)bearer +(.*)");
     private static final MediaType EVENT_STREAM = new MediaType("text", "event-stream", UTF_8);
+
     /** Refuses deep nesting while parsing; keeps numbers as written (no double rounding). */
-    private static final ObjectMapper PUBLISH_JSON = JsonMapper.builder(JsonFactory.builder()
-                    .streamReadConstraints(StreamReadConstraints.builder().maxNestingDepth(MAX_JSON_DEPTH).build())
-                    .build())
-            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS, DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)
-            .disable(JsonNodeFeature.STRIP_TRAILING_BIGDECIMAL_ZEROES)
-            .build();
+    private static final ObjectMapper PUBLISH_JSON =
+            JsonMapper.builder(
+                            JsonFactory.builder()
+                                    .streamReadConstraints(
+                                            StreamReadConstraints.builder()
+                                                    .maxNestingDepth(MAX_JSON_DEPTH)
+                                                    .build())
+                                    .build())
+                    .enable(
+                            DeserializationFeature.FAIL_ON_TRAILING_TOKENS,
+                            DeserializationFeature.USE_BIG_DECIMAL_FOR_FLOATS)
+                    .disable(JsonNodeFeature.STRIP_TRAILING_BIGDECIMAL_ZEROES)
+                    .build();
 
     private final Hub hub;
     private final SseServerApplication.Tokens tokens;
@@ -82,24 +95,31 @@ public class Routes {
         }
         Hub.Client client = hub.subscribe(lastEventId(request));
         if (client == null) {
-            return ServerResponse.status(HttpStatus.SERVICE_UNAVAILABLE).header(HttpHeaders.RETRY_AFTER, "1")
-                    .contentType(MediaType.APPLICATION_JSON).bodyValue(new ErrorBody("too many clients"));
+            return ServerResponse.status(HttpStatus.SERVICE_UNAVAILABLE)
+                    .header(HttpHeaders.RETRY_AFTER, "1")
+                    .contentType(MediaType.APPLICATION_JSON)
+                    .bodyValue(new ErrorBody("too many clients"));
         }
-        HttpServerRequest connection = ServerHttpRequestDecorator.getNativeRequest(request.exchange().getRequest());
+        HttpServerRequest connection =
+                ServerHttpRequestDecorator.getNativeRequest(request.exchange().getRequest());
         // Raw bytes, not ServerSentEvent: Spring writes "data:" without the space (a data line
         // that starts with a space would lose it) and splits data on LF only, never on CR.
         // Reactor Netty flushes as soon as no further frame is waiting, and notices a closed
         // connection at once: it cancels this Flux, which unsubscribes the client.
+        // An error reaches the socket only after the frames queued before it, never for a client
+        // that stopped reading: a dropped one is closed here.
+        Flux<DataBuffer> body =
+                client.frames()
+                        .<DataBuffer>map(DefaultDataBufferFactory.sharedInstance::wrap)
+                        .doOnError(
+                                Hub.SlowClientException.class,
+                                e -> connection.withConnection(Connection::dispose))
+                        .doFinally(signal -> hub.unsubscribe(client));
         return ServerResponse.ok()
                 .contentType(EVENT_STREAM)
                 .header(HttpHeaders.CACHE_CONTROL, "no-store")
                 .header("X-Accel-Buffering", "no")
-                .body(BodyInserters.fromDataBuffers(client.frames()
-                        .<DataBuffer>map(DefaultDataBufferFactory.sharedInstance::wrap)
-                        // An error reaches the socket only after the frames queued before it,
-                        // never for a client that stopped reading: close a dropped one here.
-                        .doOnError(Hub.SlowClientException.class, e -> connection.withConnection(Connection::dispose))
-                        .doFinally(signal -> hub.unsubscribe(client))));
+                .body(BodyInserters.fromDataBuffers(body));
     }
 
     private boolean streamAuthorized(ServerRequest request) {
@@ -113,7 +133,9 @@ public class Routes {
         if (value == null) {
             value = request.queryParam("lastEventId").orElse("");
         }
-        if (value.isEmpty() || value.length() > 1024 || !value.chars().allMatch(c -> c >= '0' && c <= '9')) {
+        if (value.isEmpty()
+                || value.length() > 1024
+                || !value.chars().allMatch(c -> c >= '0' && c <= '9')) {
             return -1;
         }
         try {
@@ -129,8 +151,10 @@ public class Routes {
             return unauthorized();
         }
         String contentType = request.headers().firstHeader(HttpHeaders.CONTENT_TYPE);
-        if (contentType == null || !contentType.split(";", 2)[0].strip().toLowerCase(Locale.ROOT).equals("application/json")) {
-            return error(HttpStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+        String mediaType = contentType == null ? "" : contentType.split(";", 2)[0].strip();
+        if (!mediaType.toLowerCase(Locale.ROOT).equals("application/json")) {
+            return error(
+                    HttpStatus.UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
         }
         if (request.headers().contentLength().orElse(0) > MAX_BODY_BYTES) {
             return error(HttpStatus.PAYLOAD_TOO_LARGE, "body over 64 KiB");
@@ -139,24 +163,32 @@ public class Routes {
         return DataBufferUtils.join(request.body(BodyExtractors.toDataBuffers()), MAX_BODY_BYTES)
                 .map(Routes::bytes)
                 .defaultIfEmpty(new byte[0])
-                .flatMap(body -> {
-                    Publication p;
-                    try {
-                        p = Publication.parse(body);
-                    } catch (BadRequest e) {
-                        return error(HttpStatus.BAD_REQUEST, e.getMessage());
-                    }
-                    return ServerResponse.accepted().contentType(MediaType.APPLICATION_JSON)
-                            .bodyValue(new Published(hub.publish(p.event(), p.data())));
-                })
-                .onErrorResume(DataBufferLimitException.class, e -> error(HttpStatus.PAYLOAD_TOO_LARGE, "body over 64 KiB"));
+                .flatMap(this::accept)
+                .onErrorResume(
+                        DataBufferLimitException.class,
+                        e -> error(HttpStatus.PAYLOAD_TOO_LARGE, "body over 64 KiB"));
+    }
+
+    private Mono<ServerResponse> accept(byte[] body) {
+        Publication p;
+        try {
+            p = Publication.parse(body);
+        } catch (BadRequest e) {
+            return error(HttpStatus.BAD_REQUEST, e.getMessage());
+        }
+        return ServerResponse.accepted()
+                .contentType(MediaType.APPLICATION_JSON)
+                .bodyValue(new Published(hub.publish(p.event(), p.data())));
     }
 
     private boolean publishAuthorized(ServerRequest request) {
         return same(bearer(request), tokens.publishToken());
     }
 
-    /** {"event": "<name>", "data": <any JSON>}: a string data is sent as its text, anything else as compact JSON. */
+    /**
+     * {"event": "<name>", "data": <any JSON>}: a string data is sent as its text, anything else as
+     * compact JSON.
+     */
     record Publication(String event, String data) {
         static Publication parse(byte[] body) throws BadRequest {
             JsonNode message;
@@ -165,7 +197,8 @@ public class Routes {
                 String text = UTF_8.newDecoder().decode(ByteBuffer.wrap(body)).toString();
                 message = PUBLISH_JSON.readTree(text);
             } catch (IOException e) {
-                throw new BadRequest("body must be a JSON object (UTF-8, nested at most 64 levels)");
+                throw new BadRequest(
+                        "body must be a JSON object (UTF-8, nested at most 64 levels)");
             }
             if (message == null || !message.isObject()) {
                 throw new BadRequest("body must be a JSON object");
@@ -177,8 +210,10 @@ public class Routes {
                     throw new BadRequest("event must be a string");
                 }
                 event = name.textValue();
-                if (event.isEmpty() || event.codePointCount(0, event.length()) > MAX_EVENT_NAME
-                        || event.indexOf('\r') >= 0 || event.indexOf('\n') >= 0) {
+                if (event.isEmpty()
+                        || event.codePointCount(0, event.length()) > MAX_EVENT_NAME
+                        || event.indexOf('\r') >= 0
+                        || event.indexOf('\n') >= 0) {
                     throw new BadRequest("event must be 1-64 characters without line breaks");
                 }
             }
@@ -208,7 +243,9 @@ public class Routes {
     }
 
     private Mono<ServerResponse> health(ServerRequest request) {
-        return ServerResponse.ok().contentType(MediaType.APPLICATION_JSON).bodyValue(new Health("ok", hub.count()));
+        return ServerResponse.ok()
+                .contentType(MediaType.APPLICATION_JSON)
+                .bodyValue(new Health("ok", hub.count()));
     }
 
     record Health(String status, int clients) {}
@@ -227,20 +264,27 @@ public class Routes {
 
     /** Constant-time comparison. */
     private static boolean same(String given, String expected) {
-        return given != null && MessageDigest.isEqual(given.getBytes(UTF_8), expected.getBytes(UTF_8));
+        return given != null
+                && MessageDigest.isEqual(given.getBytes(UTF_8), expected.getBytes(UTF_8));
     }
 
     private static Mono<ServerResponse> unauthorized() {
-        return ServerResponse.status(HttpStatus.UNAUTHORIZED).header(HttpHeaders.WWW_AUTHENTICATE, "Bearer")
-                .contentType(MediaType.APPLICATION_JSON).bodyValue(new ErrorBody("unauthorized"));
+        return ServerResponse.status(HttpStatus.UNAUTHORIZED)
+                .header(HttpHeaders.WWW_AUTHENTICATE, "Bearer")
+                .contentType(MediaType.APPLICATION_JSON)
+                .bodyValue(new ErrorBody("unauthorized"));
     }
 
     private static Mono<ServerResponse> methodNotAllowed(String allow) {
-        return ServerResponse.status(HttpStatus.METHOD_NOT_ALLOWED).header(HttpHeaders.ALLOW, allow)
-                .contentType(MediaType.APPLICATION_JSON).bodyValue(new ErrorBody("method not allowed"));
+        return ServerResponse.status(HttpStatus.METHOD_NOT_ALLOWED)
+                .header(HttpHeaders.ALLOW, allow)
+                .contentType(MediaType.APPLICATION_JSON)
+                .bodyValue(new ErrorBody("method not allowed"));
     }
 
     static Mono<ServerResponse> error(HttpStatus status, String message) {
-        return ServerResponse.status(status).contentType(MediaType.APPLICATION_JSON).bodyValue(new ErrorBody(message));
+        return ServerResponse.status(status)
+                .contentType(MediaType.APPLICATION_JSON)
+                .bodyValue(new ErrorBody(message));
     }
 }

@@ -1,7 +1,5 @@
 package com.example.sse;
 
-import java.security.SecureRandom;
-import java.util.HexFormat;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.springframework.boot.SpringApplication;
@@ -11,6 +9,9 @@ import org.springframework.context.ConfigurableApplicationContext;
 import org.springframework.context.annotation.Bean;
 import org.springframework.context.event.EventListener;
 import org.springframework.core.env.Environment;
+
+import java.security.SecureRandom;
+import java.util.HexFormat;
 
 /** sse-server: a Server-Sent Events server on Spring Boot WebFlux (Reactor Netty). */
 @SpringBootApplication
@@ -28,10 +29,14 @@ public class SseServerApplication {
         // and then exits 0, as a clean stop should.
         app.setRegisterShutdownHook(false);
         ConfigurableApplicationContext context = app.run(args);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-            context.close();
-            Runtime.getRuntime().halt(0);
-        }, "shutdown"));
+        Runtime.getRuntime()
+                .addShutdownHook(
+                        new Thread(
+                                () -> {
+                                    context.close();
+                                    Runtime.getRuntime().halt(0);
+                                },
+                                "shutdown"));
     }
 
     @Bean
@@ -49,7 +54,11 @@ public class SseServerApplication {
     @EventListener
     void listening(WebServerInitializedEvent event) {
         Environment env = event.getApplicationContext().getEnvironment();
-        log.info("{} listening on http://{}:{}", SERVER_NAME, env.getProperty("server.address"), event.getWebServer().getPort());
+        log.info(
+                "{} listening on http://{}:{}",
+                SERVER_NAME,
+                env.getProperty("server.address"),
+                event.getWebServer().getPort());
     }
 
     /** An environment variable, null when unset or empty. */
