@@ -32,12 +32,25 @@ import io.ktor.sse.ServerSentEvent
 import io.ktor.utils.io.ByteReadChannel
 import io.ktor.utils.io.discard
 import io.ktor.utils.io.readRemaining
-import io.netty.channel.Channel as Connection
 import io.netty.channel.ChannelDuplexHandler
 import io.netty.channel.ChannelHandlerContext
 import io.netty.channel.ChannelPromise
 import io.netty.handler.codec.http.HttpRequest
 import io.netty.handler.codec.http.LastHttpContent
+import kotlinx.coroutines.Job
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.launch
+import kotlinx.coroutines.withTimeoutOrNull
+import kotlinx.io.readByteArray
+import kotlinx.serialization.SerializationException
+import kotlinx.serialization.json.Json
+import kotlinx.serialization.json.JsonObject
+import kotlinx.serialization.json.JsonPrimitive
+import kotlinx.serialization.json.buildJsonObject
+import kotlinx.serialization.json.jsonObject
+import kotlinx.serialization.json.put
+import org.slf4j.LoggerFactory
 import java.nio.ByteBuffer
 import java.nio.charset.CharacterCodingException
 import java.security.MessageDigest
@@ -51,20 +64,7 @@ import java.util.concurrent.atomic.AtomicLong
 import kotlin.time.Duration
 import kotlin.time.Duration.Companion.milliseconds
 import kotlin.time.Duration.Companion.seconds
-import kotlinx.coroutines.Job
-import kotlinx.coroutines.channels.Channel
-import kotlinx.coroutines.withTimeoutOrNull
-import kotlinx.coroutines.delay
-import kotlinx.coroutines.launch
-import kotlinx.io.readByteArray
-import kotlinx.serialization.SerializationException
-import kotlinx.serialization.json.Json
-import kotlinx.serialization.json.JsonObject
-import kotlinx.serialization.json.JsonPrimitive
-import kotlinx.serialization.json.buildJsonObject
-import kotlinx.serialization.json.jsonObject
-import kotlinx.serialization.json.put
-import org.slf4j.LoggerFactory
+import io.netty.channel.Channel as Connection
 
 const val SERVER_NAME = "sse-server"
 const val DEFAULT_PORT = 3010
@@ -200,11 +200,9 @@ fun ApplicationCall.bearer(): String? {
 }
 
 /** Constant-time comparison. */
-fun same(given: String?, expected: String): Boolean =
-    given != null && MessageDigest.isEqual(given.toByteArray(), expected.toByteArray())
+fun same(given: String?, expected: String): Boolean = given != null && MessageDigest.isEqual(given.toByteArray(), expected.toByteArray())
 
-fun streamAuthorized(call: ApplicationCall, token: String): Boolean =
-    same(call.bearer(), token) || same(call.request.queryParameters["token"], token)
+fun streamAuthorized(call: ApplicationCall, token: String): Boolean = same(call.bearer(), token) || same(call.request.queryParameters["token"], token)
 
 fun publishAuthorized(call: ApplicationCall): Boolean = same(call.bearer(), publishToken)
 
@@ -215,8 +213,9 @@ fun lastEventId(call: ApplicationCall): Long? {
     return value.toLongOrNull() // null: more digits than any id this server will reach
 }
 
-suspend fun ApplicationCall.respondError(status: HttpStatusCode, message: String) =
+suspend fun ApplicationCall.respondError(status: HttpStatusCode, message: String) {
     respondText(buildJsonObject { put("error", message) }.toString(), ContentType.Application.Json, status)
+}
 
 suspend fun ApplicationCall.unauthorized() {
     response.header(HttpHeaders.WWWAuthenticate, "Bearer")
@@ -416,18 +415,24 @@ fun main() {
     // Our own shutdown hook instead of Ktor's: end the streams, stop, then exit 0 (the JVM
     // would exit 143 after SIGTERM).
     System.setProperty("io.ktor.server.engine.ShutdownHook", "false")
-    val server = embeddedServer(Netty, configure = {
-        connector {
-            this.host = host
-            this.port = port
-        }
-        channelPipelineConfig = { addAfter("codec", "headerTimeout", HeaderTimeout()) }
-    }, module = Application::module)
-    Runtime.getRuntime().addShutdownHook(Thread {
-        hub.close()
-        server.stop(100, 2000)
-        Runtime.getRuntime().halt(0)
-    })
+    val server = embeddedServer(
+        Netty,
+        configure = {
+            connector {
+                this.host = host
+                this.port = port
+            }
+            channelPipelineConfig = { addAfter("codec", "headerTimeout", HeaderTimeout()) }
+        },
+        module = Application::module,
+    )
+    Runtime.getRuntime().addShutdownHook(
+        Thread {
+            hub.close()
+            server.stop(100, 2000)
+            Runtime.getRuntime().halt(0)
+        },
+    )
     server.start(wait = false)
     log.info("{} listening on http://{}:{}", SERVER_NAME, host, port)
     Thread.currentThread().join()
