@@ -32,7 +32,12 @@ object HungUp extends RuntimeException("the client closed the connection", null,
 
 /** Requests Akka HTTP cannot parse (a malformed query string, say) get a JSON error too. */
 object JsonParsingErrors extends akka.http.ParsingErrorHandler {
-  def handle(status: StatusCode, info: ErrorInfo, log: LoggingAdapter, settings: ServerSettings): akka.http.javadsl.model.HttpResponse =
+  def handle(
+      status: StatusCode,
+      info: ErrorInfo,
+      log: LoggingAdapter,
+      settings: ServerSettings
+  ): akka.http.javadsl.model.HttpResponse =
     Main.error(status, info.summary)
 }
 
@@ -54,10 +59,13 @@ object Main {
   /** Events with `every` > 0: one timer each for the whole server; data gains a "timestamp". */
   final case class TimedEvent(name: String, every: FiniteDuration, dataJson: String)
 
+  // The spec's data, one event a line whatever its length.
+  // format: off
   val TIMED_EVENTS: List[TimedEvent] = List(
     TimedEvent("clock", 1000.millis, "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"),
     TimedEvent("stock-price", 2000.millis, "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")
   )
+  // format: on
 
   private val Timestamp = DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSS'Z'").withZone(ZoneOffset.UTC)
 
@@ -104,10 +112,9 @@ object Main {
     private val clients = mutable.LinkedHashSet.empty[Client]
     private var open = true
 
-    /**
-     * Joins the broadcast and takes the replay (events after lastEventId) under one lock, so no
-     * event is lost or sent twice in between. None when the server is full.
-     */
+    /** Joins the broadcast and takes the replay (events after lastEventId) under one lock, so no event is lost or sent
+      * twice in between. None when the server is full.
+      */
     def subscribe(lastEventId: Option[Long], client: Client): Option[List[ByteString]] = synchronized {
       if (!open || clients.size >= MAX_CLIENTS) None
       else {
@@ -162,21 +169,30 @@ object Main {
 
   /** Last-Event-ID (or ?lastEventId=) when it is 1-1024 ASCII digits, else None (no replay). */
   def lastEventId(request: HttpRequest): Option[Long] =
-    request.headers.find(_.is("last-event-id")).map(_.value).orElse(request.uri.query().get("lastEventId"))
+    request.headers
+      .find(_.is("last-event-id"))
+      .map(_.value)
+      .orElse(request.uri.query().get("lastEventId"))
       .filter(v => v.nonEmpty && v.length <= 1024 && v.forall(c => c >= '0' && c <= '9'))
       .flatMap(_.toLongOption) // None: more digits than any id this server will reach
 
   def error(status: StatusCode, message: String, extra: HttpHeader*): HttpResponse =
-    HttpResponse(status, extra.toList, HttpEntity(ContentTypes.`application/json`, JsObject("error" -> JsString(message)).compactPrint))
+    HttpResponse(
+      status,
+      extra.toList,
+      HttpEntity(ContentTypes.`application/json`, JsObject("error" -> JsString(message)).compactPrint)
+    )
 
-  val unauthorized: HttpResponse = error(StatusCodes.Unauthorized, "unauthorized", RawHeader("WWW-Authenticate", "Bearer"))
+  val unauthorized: HttpResponse =
+    error(StatusCodes.Unauthorized, "unauthorized", RawHeader("WWW-Authenticate", "Bearer"))
 
   def methodNotAllowed(allow: String): HttpResponse =
     error(StatusCodes.MethodNotAllowed, "method not allowed", RawHeader("Allow", allow))
 
   def stream(request: HttpRequest): HttpResponse = {
     if (streamToken.exists(token => !streamAuthorized(request, token))) return unauthorized
-    if (hub.count() >= MAX_CLIENTS) return error(StatusCodes.ServiceUnavailable, "too many clients", RawHeader("Retry-After", "1"))
+    if (hub.count() >= MAX_CLIENTS)
+      return error(StatusCodes.ServiceUnavailable, "too many clients", RawHeader("Retry-After", "1"))
     val last = lastEventId(request)
     // The client joins when Akka HTTP runs the response body, which it does before the headers
     // go out: an event published the moment the client sees them reaches it. A client gone
@@ -187,7 +203,8 @@ object Main {
       hub.subscribe(last, client) match {
         case None => Source.empty[ByteString] // filled up since the check above
         case Some(replay) =>
-          Source(replay).concat(live.map(client.taken))
+          Source(replay)
+            .concat(live.map(client.taken))
             // One ticker per stream: ": heartbeat" every HEARTBEAT_SECONDS, events or not.
             .merge(Source.tick(HEARTBEAT_SECONDS.seconds, HEARTBEAT_SECONDS.seconds, Heartbeat), eagerComplete = true)
             .watchTermination() { (_, done) =>
@@ -198,7 +215,8 @@ object Main {
     }
     HttpResponse(
       headers = List(`Cache-Control`(CacheDirectives.`no-store`), RawHeader("X-Accel-Buffering", "no")),
-      entity = HttpEntity.Chunked.fromData(EventStream, frames))
+      entity = HttpEntity.Chunked.fromData(EventStream, frames)
+    )
   }
 
   @volatile private var publishToken = ""
@@ -213,23 +231,28 @@ object Main {
       catch { case _: CharacterCodingException => throw new BadRequest("body must be UTF-8") }
     val message =
       try JsonParser(ParserInput(text), JsonSettings)
-      catch { case _: JsonParser.ParsingException => throw new BadRequest("body must be JSON, nested at most 64 levels") }
+      catch {
+        case _: JsonParser.ParsingException => throw new BadRequest("body must be JSON, nested at most 64 levels")
+      }
     val fields = message match {
       case JsObject(fields) => fields
-      case _ => throw new BadRequest("body must be a JSON object")
+      case _                => throw new BadRequest("body must be a JSON object")
     }
     val event = fields.get("event") match {
       case None => "message"
       case Some(JsString(name)) =>
-        if (name.isEmpty || name.codePointCount(0, name.length) > MAX_EVENT_NAME || name.exists(c => c == '\r' || c == '\n'))
+        if (
+          name.isEmpty || name.codePointCount(0, name.length) > MAX_EVENT_NAME || name
+            .exists(c => c == '\r' || c == '\n')
+        )
           throw new BadRequest("event must be 1-64 characters without line breaks")
         name
       case Some(_) => throw new BadRequest("event must be a string")
     }
     val data = fields.get("data") match {
-      case None => "null"
+      case None                   => "null"
       case Some(JsString(string)) => string
-      case Some(value) => value.compactPrint
+      case Some(value)            => value.compactPrint
     }
     (event, data)
   }
@@ -248,10 +271,15 @@ object Main {
         case Success(body) =>
           try {
             val (event, data) = parsePublish(body)
-            Success(HttpResponse(StatusCodes.Accepted, entity = HttpEntity(ContentTypes.`application/json`, s"""{"id":${hub.publish(event, data)}}""")))
+            Success(
+              HttpResponse(
+                StatusCodes.Accepted,
+                entity = HttpEntity(ContentTypes.`application/json`, s"""{"id":${hub.publish(event, data)}}""")
+              )
+            )
           } catch { case e: BadRequest => Success(error(StatusCodes.BadRequest, e.getMessage)) }
         case Failure(_: EntityStreamSizeException) => Success(tooLarge)
-        case Failure(_) => Success(error(StatusCodes.BadRequest, "could not read the body"))
+        case Failure(_)                            => Success(error(StatusCodes.BadRequest, "could not read the body"))
       }
   }
 
@@ -260,10 +288,14 @@ object Main {
     respondWithHeaders(RawHeader("Access-Control-Allow-Origin", "*"))
   }
 
-  val preflight: HttpResponse = HttpResponse(StatusCodes.NoContent, List(
-    RawHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-    RawHeader("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control, Content-Type, Authorization"),
-    RawHeader("Access-Control-Max-Age", "86400")))
+  val preflight: HttpResponse = HttpResponse(
+    StatusCodes.NoContent,
+    List(
+      RawHeader("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+      RawHeader("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control, Content-Type, Authorization"),
+      RawHeader("Access-Control-Max-Age", "86400")
+    )
+  )
 
   def routes(implicit system: ActorSystem): Route = cors {
     extractRequest { request =>
@@ -272,20 +304,24 @@ object Main {
           concat(
             get(complete(stream(request))),
             options(complete(preflight)),
-            complete(methodNotAllowed("GET, OPTIONS")))
+            complete(methodNotAllowed("GET, OPTIONS"))
+          )
         },
         path("publish") {
           concat(
             post(complete(publish(request))),
             options(complete(preflight)),
-            complete(methodNotAllowed("POST, OPTIONS")))
+            complete(methodNotAllowed("POST, OPTIONS"))
+          )
         },
         path("health") {
           concat(
             get(complete(HttpEntity(ContentTypes.`application/json`, s"""{"status":"ok","clients":${hub.count()}}"""))),
-            complete(methodNotAllowed("GET")))
+            complete(methodNotAllowed("GET"))
+          )
         },
-        complete(error(StatusCodes.NotFound, "not found")))
+        complete(error(StatusCodes.NotFound, "not found"))
+      )
     }
   }
 
@@ -315,20 +351,30 @@ object Main {
     // hang-up) and closes one whose first request has not arrived in 15 s.
     val readOn = BidiFlow.fromFlows(
       Flow[ByteString],
-      Flow[ByteString].buffer(4, OverflowStrategy.backpressure)
-        .map(Some(_)).concat(Source.single(None)).map(_.getOrElse(throw HungUp)))
+      Flow[ByteString]
+        .buffer(4, OverflowStrategy.backpressure)
+        .map(Some(_))
+        .concat(Source.single(None))
+        .map(_.getOrElse(throw HungUp))
+    )
     val http = Http().serverLayer().atop(TLSPlacebo()).atop(readOn)
     val binding = Await.result(
-      Tcp().bind(host, port).to(Sink.foreach { connection =>
-        val started = new AtomicBoolean
-        val requests = connection.handleWith(Flow[HttpRequest]
-          .wireTap(_ => started.set(true))
-          .viaMat(KillSwitches.single)(Keep.right)
-          .mapAsync(1)(handler)
-          .joinMat(http)(Keep.left))
-        system.scheduler.scheduleOnce(HEADER_TIMEOUT)(if (!started.get) requests.shutdown())(system.dispatcher)
-      }).run(),
-      10.seconds)
+      Tcp()
+        .bind(host, port)
+        .to(Sink.foreach { connection =>
+          val started = new AtomicBoolean
+          val requests = connection.handleWith(
+            Flow[HttpRequest]
+              .wireTap(_ => started.set(true))
+              .viaMat(KillSwitches.single)(Keep.right)
+              .mapAsync(1)(handler)
+              .joinMat(http)(Keep.left)
+          )
+          system.scheduler.scheduleOnce(HEADER_TIMEOUT)(if (!started.get) requests.shutdown())(system.dispatcher)
+        })
+        .run(),
+      10.seconds
+    )
     system.log.info("{} listening on http://{}:{}", SERVER_NAME, host, binding.localAddress.getPort)
     // The JVM exits 143 after SIGTERM: end the streams, stop, then exit 0 (Akka's own hook is off
     // in application.conf).
