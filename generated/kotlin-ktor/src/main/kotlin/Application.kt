@@ -160,10 +160,8 @@ class Hub {
     @Synchronized
     fun publish(event: String, data: String): Long {
         val e = Event(++lastId, ServerSentEvent(data = data, event = event, id = (lastId).toString()))
-        if (HISTORY_SIZE > 0) {
-            history.addLast(e)
-            if (history.size > HISTORY_SIZE) history.removeFirst()
-        }
+        history.addLast(e)
+        if (history.size > HISTORY_SIZE) history.removeFirst()
         val dropped = clients.filter { !it.offer(e) }
         dropped.forEach { it.drop() }
         clients.removeAll(dropped.toSet())

@@ -131,10 +131,8 @@ object Main {
     def publish(event: String, data: String): Long = synchronized {
       lastId += 1
       val f = frame(lastId, event, data)
-      if (HISTORY_SIZE > 0) {
-        history.enqueue(lastId -> f)
-        if (history.size > HISTORY_SIZE) history.dequeue()
-      }
+      history.enqueue(lastId -> f)
+      if (history.size > HISTORY_SIZE) history.dequeue()
       val dropped = clients.filterNot(_.offer(f))
       dropped.foreach(_.drop())
       clients --= dropped

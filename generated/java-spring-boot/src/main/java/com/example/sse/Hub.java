@@ -100,11 +100,9 @@ public class Hub implements SmartLifecycle {
     synchronized long publish(String event, String data) {
         lastId++;
         byte[] frame = frame(lastId, event, data);
-        if (HISTORY_SIZE > 0) {
-            history.addLast(new Event(lastId, frame));
-            if (history.size() > HISTORY_SIZE) {
-                history.removeFirst();
-            }
+        history.addLast(new Event(lastId, frame));
+        if (history.size() > HISTORY_SIZE) {
+            history.removeFirst();
         }
         broadcast(frame);
         return lastId;
