@@ -42,6 +42,8 @@ object JsonParsingErrors extends akka.http.ParsingErrorHandler {
 }
 
 object Main {
+  // The spec's values, one a line whatever their length: scalafmt leaves them as written.
+  // format: off
   val SERVER_NAME = "sse-server"
   val DEFAULT_PORT = 3011
   val STREAM_PATH = "/events"
@@ -49,24 +51,22 @@ object Main {
   val HEARTBEAT_SECONDS = 15
   val HISTORY_SIZE = 100
   val MAX_CLIENTS = 10000
-  val MAX_QUEUE_BYTES: Long = 1L << 20
-  val QUEUE_EVENTS = 4096
-  val HEADER_TIMEOUT: FiniteDuration = 15.seconds
-  val MAX_BODY_BYTES = 64 * 1024
-  val MAX_EVENT_NAME = 64
-  val MAX_JSON_DEPTH = 64
 
   /** Events with `every` > 0: one timer each for the whole server; data gains a "timestamp". */
   final case class TimedEvent(name: String, every: FiniteDuration, dataJson: String)
 
-  // The spec's data, one event a line whatever its length.
-  // format: off
   val TIMED_EVENTS: List[TimedEvent] = List(
     TimedEvent("clock", 1000.millis, "{\"source\":\"server-clock\",\"timezone\":\"UTC\"}"),
     TimedEvent("stock-price", 2000.millis, "{\"symbol\":\"ACME\",\"price\":128.42,\"currency\":\"USD\",\"exchange\":\"NASDAQ\"}")
   )
   // format: on
 
+  val MAX_QUEUE_BYTES: Long = 1L << 20
+  val QUEUE_EVENTS = 4096
+  val HEADER_TIMEOUT: FiniteDuration = 15.seconds
+  val MAX_BODY_BYTES = 64 * 1024
+  val MAX_EVENT_NAME = 64
+  val MAX_JSON_DEPTH = 64
   private val Timestamp = DateTimeFormatter.ofPattern("uuuu-MM-dd'T'HH:mm:ss.SSS'Z'").withZone(ZoneOffset.UTC)
 
   // Frames are written as bytes: Akka's ServerSentEvent sends its heartbeat as an empty data

@@ -41,10 +41,12 @@ import java.util.Locale;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
-/** GET /events, POST /publish, GET /health; 404 and 405 as JSON for the rest. */
+/** GET STREAM_PATH, POST /publish, GET /health; 404 and 405 as JSON for the rest. */
 @Configuration
 public class Routes {
-    static final String STREAM_PATH = "/events";
+    static final String STREAM_PATH =
+            // the spec's path, on a line of its own so that any length is formatted alike
+            "/events";
     static final int MAX_BODY_BYTES = 64 * 1024;
     static final int MAX_EVENT_NAME = 64;
     static final int MAX_JSON_DEPTH = 64;

@@ -13,10 +13,12 @@ import org.springframework.core.env.Environment;
 import java.security.SecureRandom;
 import java.util.HexFormat;
 
-/** sse-server: a Server-Sent Events server on Spring Boot WebFlux (Reactor Netty). */
+/** A Server-Sent Events server on Spring Boot WebFlux (Reactor Netty). */
 @SpringBootApplication
 public class SseServerApplication {
-    static final String SERVER_NAME = "sse-server";
+    static final String SERVER_NAME =
+            // the spec's name, on a line of its own so that any length is formatted alike
+            "sse-server";
 
     private static final Logger log = LoggerFactory.getLogger(SseServerApplication.class);
 
