@@ -39,6 +39,8 @@ export async function listRows() {
         toolchain: toolchain.every((s) => s.found) ? 'found' : 'missing',
         missing: toolchain.filter((s) => !s.found).map((s) => toolName(s)),
         install: toolchain.filter((s) => !s.found).map((s) => installHint(s)),
+        lint: t.lint?.steps.map((s) => s.run.join(' ').split('\n')[0]) ?? [],
+        ...(t.lint?.unavailable ? { lintUnavailable: t.lint.unavailable } : {}),
       };
     }),
   );
@@ -186,6 +188,7 @@ export function formatList(rows: Row[]): string {
   rows.forEach((r, i) => {
     out.push(line(table[i]));
     r.missing.forEach((name, j) => out.push(`    needs ${name}: ${r.install[j]}`));
+    if (r.lintUnavailable) out.push(`    lint not run here: ${r.lintUnavailable}`);
   });
   const runs = rows.filter((r) => r.level === 'runs');
   const missing = runs.filter((r) => r.toolchain !== 'found').length;

@@ -48,3 +48,14 @@ describe('lint', () => {
     expect(report.reason).toMatch(/\[spec\] `gofmt -l \.` found problems/);
   }, 120_000);
 });
+
+describe('list names the linters that cannot run here', () => {
+  it('prints the manifest\'s reason under the target, and --json carries the steps', async () => {
+    const { formatList, listRows } = await import('../src/cli.js');
+    const rows = await listRows();
+    const aspnet = rows.find((r) => r.id === 'csharp-aspnetcore')!;
+    expect(aspnet.lintUnavailable).toMatch(/dotnet format/);
+    expect(formatList(rows)).toContain(`    lint not run here: ${aspnet.lintUnavailable}`);
+    expect(rows.find((r) => r.id === 'go-stdlib')!.lint).toContain('gofmt -l .');
+  }, 60_000);
+});
