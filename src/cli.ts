@@ -173,6 +173,32 @@ export function program(): Command {
       process.exitCode = await smokeCommand(ids, opts);
     });
 
+  cli
+    .command('bench')
+    .description('fan-out benchmark: hold N streams per target, publish at a steady rate, measure latency, loss, memory and CPU (issue 13)')
+    .argument('[ids...]', 'target ids, and `centrifugo` for the reference hub')
+    .option('--all', 'every runs target in the folder, and the hub')
+    .option('--clients <n>', 'concurrent streams per target (default 1000)', (v) => Number(v))
+    .option('--publish-rate <r>', 'publishes per second (default 10)', (v) => Number(v))
+    .option('--secs <s>', 'seconds of publishing (default 10)', (v) => Number(v))
+    .option('--procs <n>', 'client processes the streams are spread over (default 2)', (v) => Number(v))
+    .option('--connect-timeout <s>', 'seconds allowed for all streams to open (default 60)', (v) => Number(v))
+    .option('--drain <s>', 'seconds to wait for late events after the last publish (default 10)', (v) => Number(v))
+    .option('--gap <s>', 'seconds to let the machine settle between targets (default 0)', (v) => Number(v))
+    .option('--json <file>', 'write the results as JSON (rewritten after each target)')
+    .option('--svg <file>', 'write a chart: p99 latency and memory per stream by target')
+    .option('--markdown', 'also print the table as Markdown')
+    .option('--dir <dir>', 'the generated folder', 'generated')
+    .option('--work <dir>', 'where targets are copied and built (default ~/.cache/create-sse-server/bench-work)')
+    .option('--no-work', 'build in the generated folder itself')
+    .option('--centrifugo <bin>', 'a Centrifugo binary (default: built from its Go module into the cache)')
+    .option('--from <file>', 'run nothing: print the table (and --svg, --markdown) from a JSON the bench wrote')
+    .option('--title <text>', 'chart title')
+    .action(async (ids: string[], opts) => {
+      const { benchCommand } = await import('./bench/command.js');
+      process.exitCode = await benchCommand(ids, opts);
+    });
+
   return cli;
 }
 

@@ -1,0 +1,124 @@
+// `create-sse-server bench`: the fan-out benchmark of issue 13. Builds and starts each target
+// (and the hub), holds N streams, publishes at a steady rate, prints a row per target as it
+// finishes (progress on stderr meanwhile), and writes JSON and an SVG chart.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import { nofileLimit, raiseNofile } from './proc.js';
+import { chartSvg, markdownTable, tableHeader, tableRow } from './report.js';
+import { benchTarget, DEFAULTS, sourceAddresses, type BenchResult } from './run.js';
+import { BenchUsageError, cacheRoot, selectBenchTargets } from './targets.js';
+
+export interface BenchCommandOptions {
+  all?: boolean;
+  clients?: number;
+  publishRate?: number;
+  secs?: number;
+  procs?: number;
+  connectTimeout?: number;
+  drain?: number;
+  json?: string;
+  svg?: string;
+  markdown?: boolean;
+  dir?: string;
+  work?: string | false;
+  centrifugo?: string;
+  from?: string;
+  gap?: number;
+  title?: string;
+}
+
+export interface BenchDocument {
+  tool: 'create-sse-server bench';
+  date: string;
+  command: string;
+  machine: { cpus: number; cpuModel: string; memoryGiB: number; kernel: string; node: string; loadAverageAtStart: number[] };
+  load: { clients: number; publishRate: number; secs: number; procs: number; sourceAddresses: string[]; openFiles: { soft: number; hard: number; note?: string } };
+  results: BenchResult[];
+}
+
+export function machine() {
+  return {
+    cpus: cpus().length,
+    cpuModel: cpus()[0]?.model ?? '?',
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+    loadAverageAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+export const defaultTitle = (doc: BenchDocument) =>
+  `${doc.load.clients} streams, ${doc.load.publishRate} publishes/s for ${doc.load.secs} s, ${doc.machine.cpus} cores (${doc.date.slice(0, 16).replace('T', ' ')} UTC)`;
+
+export async function benchCommand(ids: string[], opts: BenchCommandOptions): Promise<number> {
+  if (opts.from) {
+    const doc = JSON.parse(readFileSync(opts.from, 'utf8')) as BenchDocument;
+    console.log(tableHeader());
+    for (const r of doc.results) console.log(tableRow(r));
+    if (opts.markdown) console.log(`\n${markdownTable(doc.results)}`);
+    if (opts.svg) writeFileSync(opts.svg, chartSvg(doc.results, opts.title ?? defaultTitle(doc)));
+    return 0;
+  }
+  const clients = opts.clients ?? DEFAULTS.clients;
+  const options = {
+    ...DEFAULTS,
+    clients,
+    publishRate: opts.publishRate ?? DEFAULTS.publishRate,
+    secs: opts.secs ?? DEFAULTS.secs,
+    procs: opts.procs ?? DEFAULTS.procs,
+    connectTimeoutS: opts.connectTimeout ?? DEFAULTS.connectTimeoutS,
+    drainS: opts.drain ?? DEFAULTS.drainS,
+    onProgress: (line: string) => console.error(`  … ${line}`),
+  };
+  if (!(clients >= 1 && clients <= 100_000)) throw new BenchUsageError('--clients: 1 to 100000');
+  if (!(options.publishRate > 0 && options.publishRate <= 1000)) throw new BenchUsageError('--publish-rate: more than 0, at most 1000 per second');
+  if (!(options.secs > 0 && options.secs <= 600)) throw new BenchUsageError('--secs: more than 0, at most 600');
+  const work = opts.work === false ? undefined : resolve(opts.work ?? `${cacheRoot()}/bench-work`);
+  const targets = selectBenchTargets(ids, Boolean(opts.all), opts.dir ?? 'generated', { workDir: work, centrifugoBin: opts.centrifugo });
+
+  // Both sides need a file descriptor per stream (and some): raise the limit here; the servers
+  // and client processes started from now on inherit it.
+  const openFiles = raiseNofile(Math.max(65_536, clients * 2 + 1024));
+  if (openFiles.soft < clients + 256) console.error(`warning: open-files limit is ${openFiles.soft} (${openFiles.note ?? ''}); streams past it will fail with EMFILE`);
+
+  const doc: BenchDocument = {
+    tool: 'create-sse-server bench',
+    date: new Date().toISOString(),
+    command: `create-sse-server bench ${process.argv.slice(3).join(' ')}`.trim(),
+    machine: machine(),
+    load: {
+      clients,
+      publishRate: options.publishRate,
+      secs: options.secs,
+      procs: options.procs,
+      sourceAddresses: sourceAddresses(clients, options.perSource),
+      openFiles: { ...(nofileLimit() ?? openFiles), ...(openFiles.note ? { note: openFiles.note } : {}) },
+    },
+    results: [],
+  };
+  const stop = () => process.exit(130); // 'exit' handlers kill every process tree we started
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  console.error(`bench: ${targets.map((t) => t.id).join(', ')}; ${clients} streams from ${options.procs} client processes, ${options.publishRate} publishes/s for ${options.secs} s`);
+  console.log(tableHeader());
+  try {
+    for (const [i, t] of targets.entries()) {
+      if (i > 0 && opts.gap) {
+        console.error(`  … pausing ${opts.gap} s before ${t.id}`);
+        await new Promise((r) => setTimeout(r, opts.gap! * 1000));
+      }
+      const result = await benchTarget(t, options);
+      doc.results.push(result);
+      console.log(tableRow(result));
+      if (opts.json) writeFileSync(opts.json, `${JSON.stringify(doc, null, 2)}\n`);
+    }
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+  if (opts.svg) writeFileSync(opts.svg, chartSvg(doc.results, opts.title ?? defaultTitle(doc)));
+  if (opts.markdown) console.log(`\n${markdownTable(doc.results)}`);
+  console.log('\np50/p99/max: publish-to-receipt over every event on every stream; lost: events missing on streams held to the end; KiB/stream: (RSS with N - idle RSS) / N, whole server process tree; client %core: each client process during publishing');
+  return doc.results.some((r) => r.status === 'failed') ? 1 : 0;
+}
