@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { Stream } from './smoke/client.js';
 import { packageRoot } from './targets.js';
-import { upRow, upSession, UP_HEADER, type UpTarget } from './up.js';
+import { commandSession, stopOnInterrupt, UP_HEADER, type UpTarget } from './up.js';
 
 export const demoRoot = join(packageRoot, 'dist', 'demo');
 
@@ -116,30 +116,12 @@ export async function startDemoServer(options: DemoServerOptions): Promise<{ url
 
 /** `create-sse-server demo [DIR]`: `up`, plus the page. Runs until Ctrl-C. */
 export async function demoCommand(dir: string, options: { port?: number; portBase?: number; target?: string[] }): Promise<number> {
-  const session = upSession(dir, {
-    ids: options.target,
-    portBase: options.portBase,
-    onChange: (t) => console.log(upRow(t)),
-    onProgress: (line) => console.error(`  … ${line}`),
-  });
-  if (!session.targets.length) {
-    console.error(`no generated projects in ${dir} (make them with: create-sse-server generate --spec FILE --out ${dir})`);
-    return 1;
-  }
+  const session = commandSession(dir, { ids: options.target, portBase: options.portBase });
+  if (!session) return 1;
   const demo = await startDemoServer({ targets: () => session.targets, port: options.port ?? 5173 });
   console.log(`demo page: ${demo.url}  (servers come up below as they are built)\n`);
   console.log(UP_HEADER);
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    console.error('\nstopping the demo and every server…');
-    await Promise.all([session.stop(), demo.close()]);
-    process.exit(0);
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
-  process.on('exit', () => session.kill());
+  stopOnInterrupt(session, 'the demo and every server', demo.close);
   await session.start();
   console.log(`\nopen ${demo.url} (Ctrl-C stops everything)`);
   await new Promise(() => undefined);

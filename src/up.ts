@@ -252,33 +252,39 @@ export function upRow(t: UpTarget): string {
 
 export const UP_HEADER = `${pad('target', 22)} ${pad('port', 6)} ${pad('state', 9)} url`;
 
-/** `create-sse-server up [DIR]`: runs until Ctrl-C, then stops everything. */
-export async function upCommand(dir: string, options: { target?: string[]; portBase?: number; host?: string }): Promise<number> {
-  const session = upSession(dir, {
-    ids: options.target,
-    portBase: options.portBase,
-    host: options.host,
-    onChange: (t) => console.log(upRow(t)),
-    onProgress: (line) => console.error(`  … ${line}`),
-  });
-  if (!session.targets.length) {
-    console.error(`no generated projects in ${dir} (make them with: create-sse-server generate --spec FILE --out ${dir})`);
-    return 1;
-  }
-  console.log(UP_HEADER);
+/**
+ * A session for a command: rows printed as targets change state, progress while they build.
+ * Undefined (after saying why) when the folder holds no generated project.
+ */
+export function commandSession(dir: string, options: Omit<UpOptions, 'onChange' | 'onProgress'>): UpSession | undefined {
+  const session = upSession(dir, { ...options, onChange: (t) => console.log(upRow(t)), onProgress: (line) => console.error(`  … ${line}`) });
+  if (session.targets.length) return session;
+  console.error(`no generated projects in ${dir} (make them with: create-sse-server generate --spec FILE --out ${dir})`);
+  return undefined;
+}
+
+/** Ctrl-C or SIGTERM stops every server (and `close`), then exits 0; any other exit kills them. */
+export function stopOnInterrupt(session: UpSession, what: string, close: () => Promise<void> = async () => undefined) {
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    console.error('\nstopping every server…');
-    await session.stop();
+    console.error(`\nstopping ${what}…`);
+    await Promise.all([session.stop(), close()]);
     console.error('all stopped');
     process.exit(0);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
-  // If this process dies some other way, take the servers with it.
   process.on('exit', () => session.kill());
+}
+
+/** `create-sse-server up [DIR]`: runs until Ctrl-C, then stops everything. */
+export async function upCommand(dir: string, options: { target?: string[]; portBase?: number; host?: string }): Promise<number> {
+  const session = commandSession(dir, { ids: options.target, portBase: options.portBase, host: options.host });
+  if (!session) return 1;
+  console.log(UP_HEADER);
+  stopOnInterrupt(session, 'every server');
   await session.start();
   const up = session.targets.filter((t) => t.state === 'up').length;
   console.log(`\n${up} of ${session.targets.length} up; publish tokens are in each server's environment (the demo page gets them from \`create-sse-server demo\`). Ctrl-C stops them all.`);
