@@ -229,6 +229,17 @@ export async function makeDirs(dir: string): Promise<string | undefined> {
   return missing[0];
 }
 
+/** Create `dir` if needed and stage `files` in it; a failed staging removes what was created. */
+async function prepareAndStage(dir: string, files: RenderedFile[]): Promise<{ created?: string; staging: string }> {
+  const created = await prepare(dir, 'folder');
+  try {
+    return { created, staging: await stage(dir, files) };
+  } catch (error) {
+    if (created) await rm(created, { recursive: true, force: true });
+    throw error;
+  }
+}
+
 /** Create `dir` if needed; returns the first folder created (to remove on failure). */
 async function prepare(dir: string, flag: string): Promise<string | undefined> {
   if ((await destinationKind(dir, flag)) === 'dir') return undefined;
@@ -253,14 +264,7 @@ export async function writeProject(dir: string, files: RenderedFile[], { force =
   assertReplaceable(dir, guard);
   const kind = await destinationKind(dir);
   if (kind === 'dir' && !(await isEmptyDir(dir)) && !force) throw new DirectoryNotEmptyError(dir);
-  const created = await prepare(dir, 'folder');
-  let staging: string;
-  try {
-    staging = await stage(dir, files);
-  } catch (error) {
-    if (created) await rm(created, { recursive: true, force: true });
-    throw error;
-  }
+  const { created, staging } = await prepareAndStage(dir, files);
   const old = (await readdir(dir)).filter((e) => !KEPT.has(e) && !isWorkEntry(e));
   const incoming = await readdir(staging);
   const swap = new Swap(dir, staging, old, incoming, created);
@@ -351,14 +355,7 @@ export async function prepareRefresh(dir: string, files: RenderedFile[], { force
     }
     retired.push(old);
   }
-  const created = await prepare(dir, 'folder');
-  let staging: string;
-  try {
-    staging = await stage(dir, files);
-  } catch (error) {
-    if (created) await rm(created, { recursive: true, force: true });
-    throw error;
-  }
+  const { created, staging } = await prepareAndStage(dir, files);
   const paths = files.map((f) => f.path);
   return { dir, notes, swap: new Swap(dir, staging, [...paths, ...retired], paths, created) };
 }
