@@ -41,6 +41,7 @@ export async function listRows() {
         install: toolchain.filter((s) => !s.found).map((s) => installHint(s)),
         lint: t.lint?.steps.map((s) => s.run.join(' ').split('\n')[0]) ?? [],
         ...(t.lint?.unavailable ? { lintUnavailable: t.lint.unavailable } : {}),
+        redis: t.broker?.redis ?? { unsupported: 'its template has no Redis broker' },
       };
     }),
   );
@@ -224,7 +225,7 @@ export function formatList(rows: Row[]): string {
 }
 
 /** Errors that explain themselves: printed without a stack trace. */
-const KNOWN_ERRORS = new Set(['SpecError', 'SpecFileError', 'UsageError', 'UnknownTargetError', 'DirectoryNotEmptyError', 'RunError', 'WriteError', 'LockedError', 'Declined']);
+const KNOWN_ERRORS = new Set(['SpecError', 'SpecFileError', 'UsageError', 'UnknownTargetError', 'DirectoryNotEmptyError', 'RunError', 'BrokerUnsupported', 'WriteError', 'LockedError', 'Declined']);
 
 export async function main(argv = process.argv) {
   try {

@@ -8,7 +8,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node
 import { join, resolve } from 'node:path';
 import { MARKER_FILE, renderTarget, type RenderedFile } from './render.js';
 import { SpecError, type Spec } from './spec.js';
-import { findTarget, loadTargets, templatesRoot, type Target } from './targets.js';
+import { findTarget, loadTargets, redisUnsupported, templatesRoot, type Target } from './targets.js';
 import { ASIDE_PREFIX, LOCK_FILE, STAGING_PREFIX, WriteError, destinationKind, makeDirs, prepareRefresh, previousFiles, withFolderLock, type Prepared } from './write.js';
 export { LockedError, withFolderLock } from './write.js';
 
@@ -20,6 +20,17 @@ export function specFor(spec: Spec, target: Target): Spec {
 export function selectTargets(ids: string[] = [], root = templatesRoot): Target[] {
   const all = loadTargets(root);
   return ids.length ? [...new Set(ids)].map((id) => findTarget(id, all)) : all;
+}
+
+/** `broker: redis` only for targets that have it: checked before anything is rendered. */
+export function checkBroker(spec: Spec, targets: Target[]): void {
+  if (spec.broker !== 'redis') return;
+  const refused = targets.flatMap((t) => {
+    const why = redisUnsupported(t);
+    return why ? [`${t.id} (${why})`] : [];
+  });
+  if (!refused.length) return;
+  throw new SpecError('spec', [`broker: redis is not supported by ${refused.join('; ')}; pick the targets that support it with --target (list shows them)`]);
 }
 
 /** Every target's port (spec.port + its offset) must be a port: checked before anything is rendered. */
@@ -110,6 +121,7 @@ export interface GenerateOptions {
 export async function generate(spec: Spec, outDir: string, options: GenerateOptions = {}) {
   const targets = selectTargets(options.targets, options.templates);
   checkPorts(spec, targets);
+  checkBroker(spec, targets);
   // Render everything first: a template error must not leave some targets written.
   const rendered = targets.map((target) => ({ target, files: renderTarget(specFor(spec, target), target) }));
   const differences: Difference[] = [];

@@ -1,17 +1,18 @@
 // `lint`: each target's own formatter and linters, as its manifest names them, over two
 // renders: the example spec, and one with every option on (a stream token required, an origin
-// allow-list with credentials, publish, timed and publish-only events, replay, heartbeat).
-// A generated project must pass its ecosystem's tools with no warning in both.
+// allow-list with credentials, publish, timed and publish-only events, replay, heartbeat);
+// a target with a Redis broker gets a third, that one with `broker: redis`.
+// A generated project must pass its ecosystem's tools with no warning in all.
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { renderTarget } from './render.js';
 import { isFresh } from './run.js';
 import { normalizeSpec, type Spec } from './spec.js';
-import type { Step, Target, ToolchainCommand } from './targets.js';
+import { redisUnsupported, type Step, type Target, type ToolchainCommand } from './targets.js';
 import { checkToolchain, missingSummary } from './toolchain.js';
 import { refreshRendered } from './write.js';
 
-export type LintVariant = 'spec' | 'full';
+export type LintVariant = 'spec' | 'full' | 'broker';
 
 export interface LintReport {
   id: string;
@@ -73,14 +74,22 @@ export async function lintTarget(target: Target, spec: Spec, options: LintOption
     report.reason = `not run: ${target.lint.unavailable ?? 'no linter can run here'}`;
     return report;
   }
-  const tools: ToolchainCommand[] = [...(target.level === 'runs' ? target.toolchain : []), ...(target.lint.toolchain ?? [])];
+  const redis = target.broker?.redis;
+  const tools: ToolchainCommand[] = [
+    ...(target.level === 'runs' ? target.toolchain : []),
+    ...(target.lint.toolchain ?? []),
+    ...(redis && 'client' in redis ? (redis.toolchain ?? []) : []),
+  ];
   const missing = missingSummary(await checkToolchain({ ...target, toolchain: tools }));
   if (missing) {
     report.result = options.requireToolchains ? 'fail' : 'skipped';
     report.reason = `toolchain missing: ${missing}`;
     return report;
   }
-  for (const [variant, rendered] of [['spec', spec], ['full', fullSpec(spec)]] as const) {
+  const renders: Array<[LintVariant, Spec]> = [['spec', spec], ['full', fullSpec(spec)]];
+  // A target with a Redis broker is linted with it too (docs/broker.md).
+  if (!redisUnsupported(target)) renders.push(['broker', { ...fullSpec(spec), broker: 'redis' }]);
+  for (const [variant, rendered] of renders) {
     const dir = join(options.work, target.id, variant);
     await refreshRendered(dir, renderTarget(rendered, target), { force: true });
     options.afterRender?.(dir, variant);

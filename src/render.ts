@@ -7,13 +7,18 @@ import Handlebars from 'handlebars';
 import { stringify as yamlText } from 'yaml';
 import { commentText, jsonText, literalLanguages, shellWord, stringLiteral, valueLanguages, valueLiteral } from './escape.js';
 import type { Spec } from './spec.js';
-import type { Target } from './targets.js';
+import { redisUnsupported, type Target } from './targets.js';
 
 export interface RenderedFile {
   /** path inside the project, with `/` separators */
   path: string;
   content: Buffer;
   executable: boolean;
+}
+
+/** The spec asks for something this target cannot do (a one-line error, nothing written). */
+export class BrokerUnsupported extends Error {
+  name = 'BrokerUnsupported';
 }
 
 /** The file `run` reads to know which target a generated folder belongs to. */
@@ -88,6 +93,9 @@ export function renderContext(spec: Spec, target: Target) {
     events: spec.events.map((e) => ({ ...e, dataJson: jsonText(e.data), timed: e.every > 0, schema: eventSchema(e.data, e.every > 0) })),
     timedEvents: timedEvents.map((e) => ({ ...e, dataJson: jsonText(e.data) })),
     hasTimedEvents: timedEvents.length > 0,
+    redis: spec.broker === 'redis',
+    // the Redis stream is the replay history and the delivery log (docs/broker.md)
+    brokerLogSize: Math.max(spec.history, 1000),
     target: { id: target.id, language: target.language, framework: target.framework },
   };
 }
@@ -112,6 +120,7 @@ function compile(source: string, key: string) {
   return template;
 }
 
+/** The file's path in the project; '' when a part of it renders empty (`{{#if redis}}redis.lua{{/if}}.hbs`). */
 function outputPath(templatePath: string, context: object): string {
   const parts = templatePath.split(sep).map((part) => {
     const rendered = part.includes('{{') ? compile(part, `path:${part}`)(context) : part;
@@ -119,7 +128,7 @@ function outputPath(templatePath: string, context: object): string {
   });
   const last = parts.length - 1;
   if (parts[last].endsWith('.hbs')) parts[last] = parts[last].slice(0, -4);
-  return parts.join('/');
+  return parts.some((part) => part === '') ? '' : parts.join('/');
 }
 
 /**
@@ -132,6 +141,8 @@ function sharedFiles(target: Target): Array<[dir: string, full: string]> {
 }
 
 export function renderTarget(spec: Spec, target: Target): RenderedFile[] {
+  const unsupported = spec.broker === 'redis' ? redisUnsupported(target) : undefined;
+  if (unsupported) throw new BrokerUnsupported(`broker: redis is not supported by ${target.id}: ${unsupported}`);
   const context = renderContext(spec, target);
   const filesDir = join(target.dir, 'files');
   const own = walk(filesDir).map((full): [string, string] => [filesDir, full]);
@@ -148,7 +159,8 @@ export function renderTarget(spec: Spec, target: Target): RenderedFile[] {
         throw new Error(`templates/${relative(dirname(dirname(root)), full)}: ${(error as Error).message}`);
       }
     }
-    files.push({ path: outputPath(rel, context), content, executable });
+    const path = outputPath(rel, context);
+    if (path) files.push({ path, content, executable });
   }
   files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const marker = { target: target.id, path: spec.path, events: spec.events.map((e) => e.name), files: files.map((f) => f.path) };

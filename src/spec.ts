@@ -23,6 +23,8 @@ export interface Spec {
   cors: { origins: string[]; credentials: boolean };
   auth: { required: boolean };
   publish: { enabled: boolean };
+  /** where ids, history and publishes live: this process, or Redis shared by every instance (docs/broker.md) */
+  broker: 'memory' | 'redis';
   events: EventSpec[];
 }
 
@@ -102,6 +104,7 @@ export const specSchema = {
         enabled: { type: 'boolean', default: true },
       },
     },
+    broker: { enum: ['memory', 'redis'], default: 'memory' },
     events: {
       type: 'array',
       maxItems: 50,

@@ -76,6 +76,8 @@ export interface Target {
   /** for level `parses`: real parsers the generated sources must pass */
   parse?: ParseStep[];
   lint?: Lint;
+  /** `broker: redis` (docs/broker.md): the Redis client it uses, or why it cannot */
+  broker?: { redis: { client: string; toolchain?: ToolchainCommand[] } | { unsupported: string } };
   /** absolute path of the target's folder */
   dir: string;
 }
@@ -164,6 +166,25 @@ const manifestSchema = {
     build: { type: 'array', items: stepSchema },
     parse: { type: 'array', items: parseStepSchema },
     lint: lintSchema,
+    broker: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['redis'],
+      properties: {
+        redis: {
+          oneOf: [
+            {
+              type: 'object',
+              additionalProperties: false,
+              required: ['client'],
+              // toolchain: what the Redis client needs beyond the target's own (Debian's ruby-redis, ...)
+              properties: { client: { type: 'string', minLength: 1 }, toolchain: toolchainSchema },
+            },
+            { type: 'object', additionalProperties: false, required: ['unsupported'], properties: { unsupported: { type: 'string', minLength: 1 } } },
+          ],
+        },
+      },
+    },
     start: { type: 'array', minItems: 1, items: { type: 'string' } },
     env: { type: 'object', additionalProperties: { type: 'string' } },
   },
@@ -274,4 +295,11 @@ export function findTarget(id: string, targets = loadTargets()): Target {
 export function targetTable(targets = loadTargets()): string {
   const rows = targets.map((t) => `| \`${t.id}\` | ${t.language} | ${t.framework} | ${3000 + t.portOffset} | ${t.level}${t.levelNote ? `: ${t.levelNote}` : ''} |`);
   return ['| id | language | framework | example port | level |', '|---|---|---|---|---|', ...rows].join('\n');
+}
+
+/** Why `target` cannot render `broker: redis`, or undefined when it can. */
+export function redisUnsupported(target: Target): string | undefined {
+  const redis = target.broker?.redis;
+  if (!redis) return 'its template has no Redis broker';
+  return 'unsupported' in redis ? redis.unsupported : undefined;
 }
