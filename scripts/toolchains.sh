@@ -10,8 +10,9 @@ say() { echo "toolchains: $*"; }
 
 # 1. Debian packages named by templates/*/target.json (toolchains and linters), plus luajit2
 #    (OpenResty's LuaJIT, which the nginx Lua module also uses; Debian's plain `luajit` would
-#    remove that module) for the literal tests, and chromium for the browser tests and B1.
-packages=$(node scripts/debian-packages.mjs luajit2 chromium)
+#    remove that module) for the literal tests, chromium for the browser tests and B1, and
+#    redis-server for the broker checks (group R).
+packages=$(node scripts/debian-packages.mjs luajit2 chromium redis-server)
 missing=$(for p in $packages; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing Debian packages: $(echo $missing)"

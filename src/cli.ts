@@ -23,6 +23,12 @@ function portNumber(value: string) {
   return port;
 }
 
+function positiveInt(value: string, name: string) {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 9) throw new InvalidArgumentError(`${name} must be a whole number from 1 to 9`);
+  return n;
+}
+
 export async function listRows() {
   const { loadTargets } = await import('./targets.js');
   const { checkToolchain, installHint, toolName } = await import('./toolchain.js');
@@ -130,6 +136,9 @@ export function program(): Command {
     .option('--target <id>', 'only this target (repeatable)', collect)
     .option('--port-base <port>', 'each target listens on this plus its offset', portNumber, 3000)
     .option('--host <host>', 'address the servers listen on', '127.0.0.1')
+    .option('--instances <n>', 'instances per target (the k-th listens on its port + 100 k)', (v: string) => positiveInt(v, '--instances'), 1)
+    .option('--broker <kind>', 'memory (as generated) or redis: a local Redis, each target rendered again with broker: redis (docs/broker.md)', 'memory')
+    .option('--spec <file>', 'with --broker redis: the spec to render (default: the example spec)')
     .action(async (dir: string, opts) => {
       const { upCommand } = await import('./up.js');
       process.exitCode = await upCommand(dir, opts);
@@ -168,10 +177,11 @@ export function program(): Command {
     .option('--json <file>', 'also write the report as JSON')
     .option('--require-toolchains', 'a missing toolchain fails instead of skipping')
     .option('--browser', 'also check with a real Chromium EventSource on another origin (B1)')
+    .option('--broker', 'instead: two instances of each target with broker: redis on one Redis (R1-R6, docs/broker.md)')
     .addOption(new Option('--work <dir>', 'where targets are rendered and built (kept for warm rebuilds)'))
     .action(async (ids: string[], opts) => {
-      const { smokeCommand } = await import('./smoke/command.js');
-      process.exitCode = await smokeCommand(ids, opts);
+      const { smokeCommand, brokerCommand } = await import('./smoke/command.js');
+      process.exitCode = opts.broker ? await brokerCommand(ids, opts) : await smokeCommand(ids, opts);
     });
 
   cli

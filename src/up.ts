@@ -37,6 +37,10 @@ export interface UpTarget {
 export interface UpOptions {
   /** only these target ids */
   ids?: string[];
+  /** instances per target (default 1): instance k listens on its port + 100 k */
+  instances?: number;
+  /** environment for every server of a target (SSE_REDIS_URL with `--broker redis`) */
+  envFor?: (target: Target) => Record<string, string>;
   /** each target listens on portBase + its offset (default 3000: the example ports) */
   portBase?: number;
   host?: string;
@@ -49,10 +53,17 @@ interface Running {
   target: Target;
   dir: string;
   info: UpTarget;
+  /** 0 for the first instance of a target, which builds it for the others */
+  instance: number;
   child?: ResultPromise;
 }
 
 const READY_MS = 120_000;
+
+/** A bad `up` option (a one-line error). */
+export class UpError extends Error {
+  name = 'UsageError';
+}
 
 /** Generated projects in `dir`, in the seed order. */
 export function generatedTargets(dir: string): Array<{ target: Target; dir: string; path: string; events: string[] }> {
@@ -97,14 +108,17 @@ export class UpSession {
   ) {
     const host = options.host ?? '127.0.0.1';
     const base = options.portBase ?? 3000;
-    this.running = found.map(({ target, dir, path, events }) => {
-      const port = base + target.portOffset;
+    const instances = Math.max(1, options.instances ?? 1);
+    this.running = found.flatMap(({ target, dir, path, events }) =>
+      Array.from({ length: instances }, (_, instance): Running => {
+      const port = base + target.portOffset + 100 * instance;
       const runs = target.level === 'runs';
       return {
         target,
         dir,
+        instance,
         info: {
-          id: target.id,
+          id: instances > 1 ? `${target.id}#${instance + 1}` : target.id,
           language: target.language,
           framework: target.framework,
           level: target.level,
@@ -116,7 +130,8 @@ export class UpSession {
           reason: runs ? undefined : `level ${target.level}: ${target.levelNote ?? 'cannot run here'}`,
         },
       };
-    });
+      }),
+    );
     this.targets = this.running.map((r) => r.info);
   }
 
@@ -132,6 +147,13 @@ export class UpSession {
       if (this.stopping) break;
       if (r.info.state === 'not run') {
         this.options.onChange?.(r.info);
+        continue;
+      }
+      if (r.instance > 0) {
+        // the first instance built the project for the others
+        const first = this.running.find((x) => x.target === r.target && x.instance === 0)!;
+        if (first.info.state === 'up') await this.launch(r, false);
+        else this.set(r, 'not run', `${first.info.id} did not come up`);
         continue;
       }
       const missing = missingSummary(await checkToolchain(r.target));
@@ -155,9 +177,12 @@ export class UpSession {
       }
       if (this.stopping) return;
       this.set(r, 'starting');
-      r.info.publishToken ??= randomBytes(16).toString('hex');
+      // the instances of one target share its token, as behind one load balancer
+      const first = this.running.find((x) => x.target === r.target && x.instance === 0)!;
+      first.info.publishToken ??= randomBytes(16).toString('hex');
+      r.info.publishToken = first.info.publishToken;
       const child = startProject(r.dir, r.target, {
-        env: { PORT: String(r.info.port), HOST: this.options.host ?? '127.0.0.1', SSE_PUBLISH_TOKEN: r.info.publishToken },
+        env: { ...this.options.envFor?.(r.target), PORT: String(r.info.port), HOST: this.options.host ?? '127.0.0.1', SSE_PUBLISH_TOKEN: r.info.publishToken },
         stdio: 'pipe',
       });
       r.child = child;
@@ -232,9 +257,9 @@ export class UpSession {
   }
 }
 
-export function upSession(dir: string, options: UpOptions = {}): UpSession {
+export function upSession(dir: string, options: UpOptions & { found?: ReturnType<typeof generatedTargets> } = {}): UpSession {
   const root = resolve(dir);
-  let found = generatedTargets(root);
+  let found = options.found ?? generatedTargets(root);
   if (options.ids?.length) {
     const wanted = new Set(options.ids.map((id) => findTarget(id).id));
     found = found.filter((f) => wanted.has(f.target.id));
@@ -256,7 +281,7 @@ export const UP_HEADER = `${pad('target', 22)} ${pad('port', 6)} ${pad('state', 
  * A session for a command: rows printed as targets change state, progress while they build.
  * Undefined (after saying why) when the folder holds no generated project.
  */
-export function commandSession(dir: string, options: Omit<UpOptions, 'onChange' | 'onProgress'>): UpSession | undefined {
+export function commandSession(dir: string, options: Omit<UpOptions, 'onChange' | 'onProgress'> & { found?: ReturnType<typeof generatedTargets> }): UpSession | undefined {
   const session = upSession(dir, { ...options, onChange: (t) => console.log(upRow(t)), onProgress: (line) => console.error(`  … ${line}`) });
   if (session.targets.length) return session;
   console.error(`no generated projects in ${dir} (make them with: create-sse-server generate --spec FILE --out ${dir})`);
@@ -279,12 +304,55 @@ export function stopOnInterrupt(session: UpSession, what: string, close: () => P
   process.on('exit', () => session.kill());
 }
 
+/**
+ * `up --broker redis`: each target of `dir` rendered again from the example spec (or `spec`)
+ * with `broker: redis` into a folder of its own under the cache, and a local Redis on a free
+ * port; each target gets a database of its own (`/1`, `/2`, ...), so that its instances share
+ * one stream and targets do not share theirs. Targets without a Redis broker are not run.
+ */
+async function brokerSetup(dir: string, specFile: string | undefined) {
+  const { renderTarget } = await import('./render.js');
+  const { refreshRendered } = await import('./write.js');
+  const { loadSpec } = await import('./spec.js');
+  const { exampleSpecPath } = await import('./create.js');
+  const { RedisServer } = await import('./smoke/broker.js');
+  const { redisUnsupported } = await import('./targets.js');
+  const { homedir } = await import('node:os');
+  const spec = { ...(await loadSpec(specFile ?? exampleSpecPath)), broker: 'redis' as const };
+  const work = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'create-sse-server', 'up-broker');
+  const found = generatedTargets(resolve(dir));
+  const refused = new Map<string, string>();
+  for (const f of found) {
+    const why = f.target.level === 'runs' ? redisUnsupported(f.target) : undefined;
+    if (why) {
+      refused.set(f.target.id, `no Redis broker: ${why}`);
+      continue;
+    }
+    if (f.target.level !== 'runs') continue;
+    f.dir = join(work, f.target.id);
+    await refreshRendered(f.dir, renderTarget(spec, f.target), { force: true });
+  }
+  const redis = await RedisServer.launch();
+  console.log(`redis: ${redis.url} (each target its own database)`);
+  const db = new Map(found.map((f, i) => [f.target.id, (i % 15) + 1]));
+  return { found, refused, redis, envFor: (t: Target) => ({ SSE_REDIS_URL: `${redis.url}/${db.get(t.id)}` }) };
+}
+
 /** `create-sse-server up [DIR]`: runs until Ctrl-C, then stops everything. */
-export async function upCommand(dir: string, options: { target?: string[]; portBase?: number; host?: string }): Promise<number> {
-  const session = commandSession(dir, { ids: options.target, portBase: options.portBase, host: options.host });
-  if (!session) return 1;
+export async function upCommand(dir: string, options: { target?: string[]; portBase?: number; host?: string; instances?: number; broker?: string; spec?: string }): Promise<number> {
+  if (options.broker && options.broker !== 'memory' && options.broker !== 'redis') throw new UpError(`--broker ${options.broker}: must be memory or redis`);
+  const broker = options.broker === 'redis' ? await brokerSetup(dir, options.spec) : undefined;
+  const session = commandSession(dir, { ids: options.target, portBase: options.portBase, host: options.host, instances: options.instances, envFor: broker?.envFor, found: broker?.found });
+  if (!session) {
+    await broker?.redis.close();
+    return 1;
+  }
+  for (const t of session.targets) {
+    const why = broker?.refused.get(t.id.replace(/#\d+$/, ''));
+    if (why) (t.state = 'not run'), (t.reason = why);
+  }
   console.log(UP_HEADER);
-  stopOnInterrupt(session, 'every server');
+  stopOnInterrupt(session, 'every server', async () => broker?.redis.close());
   await session.start();
   const up = session.targets.filter((t) => t.state === 'up').length;
   console.log(`\n${up} of ${session.targets.length} up; publish tokens are in each server's environment (the demo page gets them from \`create-sse-server demo\`). Ctrl-C stops them all.`);

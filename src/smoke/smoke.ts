@@ -8,7 +8,7 @@ import type { ResultPromise } from 'execa';
 import { renderTarget } from '../render.js';
 import { buildProject, startProject } from '../run.js';
 import type { Spec } from '../spec.js';
-import { findTarget, loadTargets, packageRoot, type Level, type Target } from '../targets.js';
+import { findTarget, loadTargets, packageRoot, redisUnsupported, type Level, type Target } from '../targets.js';
 import { checkToolchain, missingSummary } from '../toolchain.js';
 import { refreshRendered, withFolderLock } from '../write.js';
 import type { ServerHandle } from './context.js';
@@ -16,6 +16,7 @@ import { mergeChecks, runVariant, type Outcome, type RunOptions, type StartServe
 import type { Browser } from 'playwright-core';
 import { launchBrowser } from './browser.js';
 import { variantSpec, type VariantName } from './variants.js';
+import { runBrokerChecks, type BrokerRun } from './broker.js';
 
 export interface TargetReport {
   id: string;
@@ -182,4 +183,62 @@ export function selectSmokeTargets(ids: string[], all: boolean): Target[] {
   const targets = loadTargets();
   if (ids.length) return [...new Set(ids)].map((id) => findTarget(id, targets));
   return all ? targets : targets.filter((t) => t.level === 'runs');
+}
+
+export interface BrokerReport {
+  id: string;
+  /** unsupported: the manifest says why the target has no Redis broker */
+  result: 'pass' | 'fail' | 'skipped' | 'unsupported';
+  reason?: string;
+  buildMs?: number;
+  checks: BrokerRun['checks'];
+}
+
+/** Group R for each target (docs/broker.md): render with `broker: redis`, build once, two instances on one Redis. */
+export async function smokeBrokerTargets(targets: Target[], spec: Spec, options: SmokeOptions = {}): Promise<BrokerReport[]> {
+  const workDir = join(options.work ?? defaultWorkDir(), 'broker');
+  mkdirSync(workDir, { recursive: true });
+  return withFolderLock(workDir, 60_000, async () => {
+    const out: BrokerReport[] = [];
+    for (const target of targets) {
+      const t0 = Date.now();
+      const report: BrokerReport = { id: target.id, result: 'fail', checks: {} };
+      out.push(report);
+      const unsupported = redisUnsupported(target);
+      if (unsupported) {
+        report.result = 'unsupported';
+        report.reason = unsupported;
+        continue;
+      }
+      const redis = target.broker?.redis;
+      const toolchain = [
+        ...target.toolchain,
+        ...(redis && 'client' in redis ? (redis.toolchain ?? []) : []),
+        { check: ['redis-server', '--version'], debian: ['redis-server'], hint: 'Redis 7 (Debian: apt-get install redis-server)' },
+      ];
+      const missing = missingSummary(await checkToolchain({ ...target, toolchain }));
+      if (missing) {
+        report.result = options.requireToolchains ? 'fail' : 'skipped';
+        report.reason = `toolchain missing: ${missing}`;
+        options.onProgress?.(`${target.id}: ${report.reason}`);
+        continue;
+      }
+      options.onProgress?.(`${target.id}: broker checks (${out.length} of ${targets.length})`);
+      const run = await runBrokerChecks(spec, [targetStarter(target, workDir, options.onProgress)]);
+      report.buildMs = run.buildMs;
+      report.checks = run.checks;
+      const failed = Object.entries(run.checks).filter(([, o]) => o.status === 'fail');
+      report.result = run.error || failed.length ? 'fail' : 'pass';
+      if (run.error) report.reason = run.error;
+      else if (failed.length) report.reason = `failed ${failed.map(([id]) => id).join(', ')}`;
+      options.onProgress?.(`${target.id}: broker ${report.result} in ${elapsed(t0)}`);
+    }
+    return out;
+  });
+}
+
+/** Targets for `smoke --broker`: those named, or every `runs` target (the ones without a broker report why). */
+export function selectBrokerTargets(ids: string[]): Target[] {
+  const targets = loadTargets();
+  return ids.length ? [...new Set(ids)].map((id) => findTarget(id, targets)) : targets.filter((t) => t.level === 'runs');
 }

@@ -1,0 +1,487 @@
+// Check group R (docs/broker.md): two instances of one target rendered with `broker: redis`,
+// on one Redis that this harness starts, stops and starts again, serve one stream.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { normalizeSpec, type Spec } from '../spec.js';
+import { request } from './client.js';
+import { CheckFailed, CheckSkipped, Context, expect, expectJsonError, fail, sleep, type ServerHandle } from './context.js';
+import { freePort, HOST, ownGroup, releaseGroup, type Outcome, type StartServer } from './harness.js';
+
+export type BrokerCheckId = 'R1' | 'R2' | 'R3' | 'R4' | 'R5' | 'R6';
+
+export const brokerChecks: Array<{ id: BrokerCheckId; title: string }> = [
+  { id: 'R1', title: 'fan-out: every publish on either instance reaches every stream once, in one order' },
+  { id: 'R2', title: 'resume on the other instance with Last-Event-ID' },
+  { id: 'R3', title: 'a timed event fires once per period for the deployment' },
+  { id: 'R4', title: '/health carries the broker state' },
+  { id: 'R5', title: 'Redis away for 5 s: 503 with Retry-After, streams stay open, nothing accepted is lost' },
+  { id: 'R6', title: 'an instance started without Redis serves, retries, then delivers' },
+];
+
+export interface BrokerRun {
+  error?: string;
+  buildMs?: number;
+  checks: Partial<Record<BrokerCheckId, Outcome>>;
+}
+
+const PUBLISH_TOKEN = 'broker-check-publish-token-0123456789abcdef';
+const CHECK_TIMEOUT_MS = 90_000;
+const READY_TIMEOUT_MS = 120_000;
+
+/** The spec the group renders: the user's, with `broker: redis`, a 1 s heartbeat and one timed event every second. */
+export function brokerSpec(spec: Spec): Spec {
+  const timed = spec.events.find((e) => e.every > 0);
+  return normalizeSpec(
+    {
+      ...spec,
+      broker: 'redis',
+      heartbeat: 1,
+      history: Math.max(spec.history, 100),
+      maxClients: Math.max(spec.maxClients, 100),
+      auth: { required: false },
+      publish: { enabled: true },
+      events: [
+        { name: timed?.name ?? 'clock', every: 1000, data: timed?.data ?? { source: 'clock' } },
+        ...spec.events.filter((e) => e.name !== (timed?.name ?? 'clock')).map((e) => ({ ...e, every: 0 })),
+      ],
+    },
+    'broker variant',
+  );
+}
+
+// ---- a Redis of our own -------------------------------------------------------------------
+
+/** Debian's redis-server on a free loopback port, AOF on (so a restart keeps ids), in a scratch folder. */
+export class RedisServer {
+  private pid?: number;
+  private exited?: Promise<void>;
+  private constructor(
+    readonly port: number,
+    readonly dir: string,
+  ) {}
+
+  static async launch(): Promise<RedisServer> {
+    const redis = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'sse-redis-')));
+    await redis.start();
+    return redis;
+  }
+
+  get url() {
+    return `redis://${HOST}:${this.port}`;
+  }
+
+  async start() {
+    const child = spawn(
+      'redis-server',
+      ['--port', String(this.port), '--bind', HOST, '--dir', this.dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', join(this.dir, 'redis.log')],
+      { detached: true, stdio: 'ignore' },
+    );
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (error) => reject(new Error(`redis-server could not start: ${error.message} (apt-get install redis-server)`)));
+    });
+    this.pid = child.pid!;
+    ownGroup(this.pid);
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    const t0 = Date.now();
+    while (!(await redisPing(this.port))) {
+      if (Date.now() - t0 > 10_000) throw new Error(`redis-server did not answer PING on port ${this.port} within 10 s`);
+      await sleep(50);
+    }
+  }
+
+  /** SIGTERM (Redis writes its AOF and exits), and wait until it has. */
+  async stop() {
+    if (!this.pid) return;
+    process.kill(this.pid, 'SIGTERM');
+    await Promise.race([this.exited, sleep(10_000)]);
+    await releaseGroup(this.pid);
+    this.pid = undefined;
+  }
+
+  async close() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** True when something on the port answers PING with +PONG. */
+export function redisPing(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, HOST);
+    const done = (ok: boolean) => (socket.destroy(), resolve(ok));
+    socket.setTimeout(1000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (chunk) => done(chunk.toString().startsWith('+PONG')));
+  });
+}
+
+// ---- the checks ---------------------------------------------------------------------------
+
+interface Instances {
+  a: Context;
+  b: Context;
+  redis: RedisServer;
+  /** starts a third instance (R6), not rebuilt */
+  launch(env: Record<string, string>): Promise<ServerHandle>;
+  env: Record<string, string>;
+  spec: Spec;
+}
+
+const ids = (events: Array<{ id?: string }>) => events.map((e) => Number(e.id));
+
+function expectIncreasing(stream: { events: Array<{ id?: string }> }, label: string) {
+  const seen = ids(stream.events);
+  for (let i = 1; i < seen.length; i++) {
+    expect(seen[i] > seen[i - 1], `${label}: id ${seen[i]} came after ${seen[i - 1]} (ids must increase across both instances)`);
+  }
+}
+
+/** The ids of the events named `event` whose data has `run` = this run's tag, in arrival order. */
+function tagged(stream: { events: Array<{ id?: string; event?: string; data: string }> }, event: string, run: string) {
+  return stream.events.filter((e) => e.event === event && e.data.includes(`"run":"${run}"`));
+}
+
+async function publishOn(ctx: Context, event: string, data: unknown) {
+  return Number(await ctx.publish(event, data));
+}
+
+interface BrokerHealth {
+  type?: unknown;
+  connected?: unknown;
+}
+
+async function brokerHealth(ctx: Context): Promise<BrokerHealth> {
+  const res = await request(`${ctx.base}/health`, { timeoutMs: 3000 });
+  expect(res.status === 200, `GET /health on ${ctx.base} answered ${res.status}`);
+  let body: { status?: unknown; broker?: BrokerHealth };
+  try {
+    body = JSON.parse(res.body);
+  } catch {
+    return fail(`GET /health body is not JSON: ${res.body.slice(0, 120)}`);
+  }
+  expect(body.status === 'ok', `GET /health says status ${JSON.stringify(body.status)}, not "ok" (the instance serves its streams either way)`);
+  expect(body.broker && body.broker.type === 'redis' && typeof body.broker.connected === 'boolean', `GET /health ${res.body.slice(0, 160)} has no "broker": {"type": "redis", "connected": <bool>}`);
+  return body.broker;
+}
+
+const r1 = async ({ a, b }: Instances) => {
+  const run = `r1-${Date.now()}`;
+  const streams = [await a.connect({}, 'stream on A'), await a.connect({}, 'stream 2 on A'), await b.connect({}, 'stream on B'), await b.connect({}, 'stream 2 on B')];
+  const labels = ['A1', 'A2', 'B1', 'B2'];
+  await sleep(300);
+  const published: number[] = [];
+  for (let i = 0; i < 20; i++) published.push(await publishOn(i % 2 ? b : a, 'notification', { run, n: i }));
+  for (let i = 1; i < published.length; i++) expect(published[i] > published[i - 1], `publish ${i} answered id ${published[i]} after ${published[i - 1]}: ids must increase across instances`);
+  for (const [i, s] of streams.entries()) {
+    await s.until((x) => tagged(x, 'notification', run).length >= 20, 10_000, `all 20 publishes on ${labels[i]} (it has ${tagged(s, 'notification', run).length})`);
+  }
+  await sleep(300);
+  for (const [i, s] of streams.entries()) {
+    const got = ids(tagged(s, 'notification', run));
+    expect(JSON.stringify(got) === JSON.stringify(published), `${labels[i]} received ids ${got.join(',')}, published were answered ${published.join(',')}`);
+    expectIncreasing(s, labels[i]);
+  }
+  for (const s of streams) s.close();
+  return `20 publishes (10 on each instance, ids ${published[0]}-${published.at(-1)}) reached 2 streams on each instance once, in one order`;
+};
+
+const r2 = async ({ a, b }: Instances) => {
+  const run = `r2-${Date.now()}`;
+  const moves: string[] = [];
+  for (const [from, to, label, query] of [
+    [a, b, 'A to B', false],
+    [b, a, 'B to A', true],
+  ] as const) {
+    const first = await from.connect({}, `stream on ${label[0]}`);
+    await sleep(200);
+    const before = [await publishOn(from, 'notification', { run, step: 'before' }), await publishOn(from, 'notification', { run, step: 'before' })];
+    await first.until((s) => s.ids.has(String(before[1])), 5000, `event ${before[1]} on the first instance`);
+    const lastId = first.events.at(-1)!.id!;
+    first.close();
+    const missed: number[] = [];
+    for (let i = 0; i < 3; i++) missed.push(await publishOn(to, 'notification', { run, step: 'missed', i }));
+    const resumed = query ? await to.connect({ query: { lastEventId: lastId } }, `resumed stream (${label})`) : await to.connect({ headers: { 'Last-Event-ID': lastId } }, `resumed stream (${label})`);
+    await resumed.until((s) => missed.every((id) => s.ids.has(String(id))), 5000, `the 3 events published while away (${label})`);
+    const live = await publishOn(to, 'notification', { run, step: 'live' });
+    await resumed.until((s) => s.ids.has(String(live)), 5000, `the live event after the replay (${label})`);
+    const got = ids(resumed.events);
+    expect(got.every((id) => id > Number(lastId)), `${label}: resumed after ${lastId} but received ${got.filter((id) => id <= Number(lastId)).join(',')} again`);
+    expect(new Set(got).size === got.length, `${label}: an event arrived twice: ${got.join(',')}`);
+    expectIncreasing(resumed, `resumed stream (${label})`);
+    resumed.close();
+    moves.push(`${label} (${query ? '?lastEventId=' : 'Last-Event-ID'} ${lastId}): ${missed.join(',')} replayed, ${live} live`);
+  }
+  return moves.join('; ');
+};
+
+const r3 = async ({ a, b }: Instances) => {
+  const timed = a.spec.events.find((e) => e.every > 0)!;
+  const sa = await a.connect({}, 'stream on A');
+  const sb = await b.connect({}, 'stream on B');
+  await sleep(6000);
+  const onA = sa.events.filter((e) => e.event === timed.name);
+  const onB = sb.events.filter((e) => e.event === timed.name);
+  for (const [label, got] of [
+    ['A', onA],
+    ['B', onB],
+  ] as const) {
+    expect(got.length >= 4 && got.length <= 8, `${label} received ${got.length} "${timed.name}" events in 6 s (every ${timed.every} ms for the deployment: 4 to 8 expected; two timers would give about 12)`);
+  }
+  const idsB = new Set(onB.map((e) => e.id));
+  const first = Math.max(Number(onA[0].id), Number(onB[0].id));
+  const last = Math.min(Number(onA.at(-1)!.id), Number(onB.at(-1)!.id));
+  const shared = onA.filter((e) => Number(e.id) >= first && Number(e.id) <= last);
+  const missing = shared.filter((e) => !idsB.has(e.id));
+  expect(!missing.length, `"${timed.name}" ${missing.map((e) => e.id).join(',')} reached A but not B: one timer per instance, not one for the deployment`);
+  sa.close();
+  sb.close();
+  return `"${timed.name}" (every ${timed.every} ms): ${onA.length} on A and ${onB.length} on B in 6 s, the same ids`;
+};
+
+const r4 = async ({ a, b }: Instances) => {
+  for (const ctx of [a, b]) {
+    const broker = await brokerHealth(ctx);
+    expect(broker.connected === true, `GET /health on ${ctx.base} says connected ${String(broker.connected)} while Redis is up`);
+  }
+  return '/health on both: "broker": {"type": "redis", "connected": true}';
+};
+
+interface Attempt {
+  on: 'A' | 'B';
+  n: number;
+  at: number;
+  status: number | string;
+  id?: number;
+}
+
+const r5 = async ({ a, b, redis }: Instances) => {
+  const run = `r5-${Date.now()}`;
+  const streams = [await a.connect({}, 'stream on A'), await a.connect({}, 'stream 2 on A'), await b.connect({}, 'stream on B'), await b.connect({}, 'stream 2 on B')];
+  const labels = ['A1', 'A2', 'B1', 'B2'];
+  await sleep(300);
+  const attempts: Attempt[] = [];
+  let stopAt = Infinity;
+  let downFrom = Infinity;
+  let upAt = Infinity;
+  let n = 0;
+  let publishing = true;
+  let badError: string | undefined;
+  const loop = (async () => {
+    while (publishing) {
+      const ctx = n % 2 ? b : a;
+      const attempt: Attempt = { on: n % 2 ? 'B' : 'A', n, at: Date.now(), status: 0 };
+      try {
+        const res = await ctx.publishRaw(JSON.stringify({ event: 'notification', data: { run, n } }));
+        attempt.status = res.status;
+        if (res.status === 202) attempt.id = JSON.parse(res.body).id;
+        else if (res.status === 503) {
+          try {
+            expectJsonError(res, `publish on ${attempt.on} while Redis is away`);
+          } catch (error) {
+            badError ??= (error as Error).message;
+          }
+        }
+      } catch (error) {
+        attempt.status = (error as Error).message;
+      }
+      attempts.push(attempt);
+      n++;
+      await sleep(250);
+    }
+  })();
+  let sawDisconnected = false;
+  try {
+    await sleep(1000);
+    stopAt = Date.now();
+    await redis.stop();
+    downFrom = Date.now();
+    const t0 = Date.now();
+    while (Date.now() - t0 < 5000) {
+      const [ha, hb] = [await brokerHealth(a), await brokerHealth(b)];
+      if (ha.connected === false && hb.connected === false) sawDisconnected = true;
+      await sleep(500);
+    }
+    upAt = Date.now();
+    await redis.start();
+    // publishing goes on until both instances accept again, then three more each
+    const t1 = Date.now();
+    while (!(['A', 'B'] as const).every((on) => attempts.some((x) => x.on === on && x.at > upAt && x.status === 202))) {
+      if (Date.now() - t1 > 15_000) fail(`no 202 from ${attempts.some((x) => x.on === 'A' && x.at > upAt && x.status === 202) ? 'B' : 'A'} within 15 s of Redis starting again (last answers: ${attempts.slice(-4).map((x) => `${x.on} ${x.status}`).join(', ')})`);
+      await sleep(200);
+    }
+    await sleep(1600);
+  } finally {
+    publishing = false;
+    await loop;
+  }
+  const accepted = attempts.filter((x) => x.status === 202);
+  const refused = attempts.filter((x) => x.status === 503);
+  const other = attempts.filter((x) => x.status !== 202 && x.status !== 503);
+  expect(!other.length, `publishes answered neither 202 nor 503: ${other.slice(0, 4).map((x) => `${x.on}#${x.n} ${x.status}`).join('; ')}`);
+  const duringOutage = accepted.filter((x) => x.at > downFrom + 100 && x.at + 100 < upAt);
+  expect(!duringOutage.length, `${duringOutage.length} publishes were answered 202 while Redis was stopped (${duringOutage.map((x) => `${x.on}#${x.n}`).join(', ')}): accepted where?`);
+  expect(refused.length > 0, 'no publish was answered 503 while Redis was stopped');
+  if (badError) fail(badError);
+  expect(sawDisconnected, '/health never said "connected": false on both instances while Redis was stopped');
+  const wanted = accepted.map((x) => x.id!);
+  for (const [i, s] of streams.entries()) {
+    expect(!s.ended, `${labels[i]} ended while Redis was away (streams must stay open)`);
+    await s.until((x) => tagged(x, 'notification', run).length >= wanted.length, 10_000, `every accepted publish on ${labels[i]} (${wanted.length} accepted, it has ${tagged(s, 'notification', run).length})`).catch((error: Error) => {
+      const have = new Set(ids(tagged(s, 'notification', run)));
+      fail(`${error.message}; missing ids ${wanted.filter((id) => !have.has(id)).join(',')}`);
+    });
+    const got = ids(tagged(s, 'notification', run));
+    expect(JSON.stringify(got) === JSON.stringify([...wanted].sort((x, y) => x - y)), `${labels[i]} received ${got.join(',')}; accepted were ${wanted.join(',')}`);
+    expectIncreasing(s, labels[i]);
+  }
+  for (const s of streams) s.close();
+  return `Redis stopped ${((upAt - stopAt) / 1000).toFixed(1)} s: ${refused.length} publishes 503 (JSON, Retry-After), ${accepted.length} accepted, all ${accepted.length} on every stream once, in order; 4 streams stayed open`;
+};
+
+const r6 = async ({ redis, launch, env, spec }: Instances) => {
+  await redis.stop();
+  let handle: ServerHandle | undefined;
+  try {
+    handle = await launch(env);
+    await waitForHealth(handle);
+    const c = new Context(spec, 'spec', handle, null, PUBLISH_TOKEN);
+    const broker = await brokerHealth(c);
+    expect(broker.connected === false, `GET /health says connected ${String(broker.connected)} with Redis down`);
+    const res = await c.publishRaw(JSON.stringify({ event: 'notification', data: { step: 'no redis' } }));
+    expect(res.status === 503, `publish with Redis down answered ${res.status}, not 503: ${res.body.slice(0, 120)}`);
+    expectJsonError(res, 'publish with Redis down');
+    await sleep(3000);
+    expect(!handle.hasExited(), `the instance exited while Redis was down:\n${handle.output().trim().split('\n').slice(-5).join('\n')}`);
+    await redis.start();
+    const stream = await c.connect({}, 'stream on the late instance');
+    const t0 = Date.now();
+    let id: string | undefined;
+    while (!id) {
+      const answer = await c.publishRaw(JSON.stringify({ event: 'notification', data: { step: 'redis back' } }));
+      if (answer.status === 202) id = String(JSON.parse(answer.body).id);
+      else if (Date.now() - t0 > 15_000) fail(`publish still answered ${answer.status} 15 s after Redis started`);
+      else await sleep(300);
+    }
+    await stream.until((s) => s.ids.has(id), 10_000, `event ${id} on the late instance's stream`);
+    stream.close();
+    c.closeAll();
+    return `started with Redis down: /health connected false, publish 503, still running after 3 s; Redis up: delivered after ${((Date.now() - t0) / 1000).toFixed(1)} s`;
+  } finally {
+    if (handle) await releaseGroup(handle.pid);
+  }
+};
+
+async function waitForHealth(handle: ServerHandle): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < READY_TIMEOUT_MS) {
+    if (handle.hasExited()) {
+      const exit = await handle.exited;
+      throw new Error(`exited (${exit.signal ?? `code ${exit.exitCode}`}) before answering GET /health:\n${handle.output().trim().split('\n').slice(-8).join('\n')}`);
+    }
+    try {
+      const res = await request(`http://${handle.host}:${handle.port}/health`, { timeoutMs: 2000 });
+      if (res.status === 200) return Date.now() - start;
+    } catch {
+      // not listening yet
+    }
+    await sleep(150);
+  }
+  throw new Error(`no answer to GET /health within ${READY_TIMEOUT_MS / 1000} s`);
+}
+
+const RUNS: Record<BrokerCheckId, (i: Instances) => Promise<string>> = { R1: r1, R2: r2, R3: r3, R4: r4, R5: r5, R6: r6 };
+
+/**
+ * Build once, start instance A from `starters[0]` and B from `starters[1]` (the same target
+ * unless a mixed pair is asked for), both on one fresh Redis, and run R1-R6 (or `only`).
+ */
+export async function runBrokerChecks(baseSpec: Spec, starters: [StartServer, StartServer?], options: { only?: BrokerCheckId[] } = {}): Promise<BrokerRun> {
+  const spec = brokerSpec(baseSpec);
+  const report: BrokerRun = { checks: {} };
+  const handles: ServerHandle[] = [];
+  const contexts: Context[] = [];
+  let redis: RedisServer | undefined;
+  try {
+    redis = await RedisServer.launch();
+    const env = { SSE_PUBLISH_TOKEN: PUBLISH_TOKEN, SSE_REDIS_URL: redis.url };
+    const [startA, startB] = starters;
+    const a = await startA(spec, 'spec', HOST, await freePort(), env);
+    report.buildMs = a.buildMs;
+    ownGroup(a.handle.pid);
+    handles.push(a.handle);
+    const b = startB ? await startB(spec, 'spec', HOST, await freePort(), env) : await startA(spec, 'spec', HOST, await freePort(), env, { build: false });
+    ownGroup(b.handle.pid);
+    handles.push(b.handle);
+    await Promise.all(handles.map(waitForHealth));
+    const [ca, cb] = handles.map((h) => new Context(spec, 'spec', h, null, PUBLISH_TOKEN));
+    contexts.push(ca, cb);
+    const t0 = Date.now();
+    // both readers connected before anything is published (a /health without the broker's state is R4's to fail)
+    const ready = async (c: Context) => {
+      const body = await request(`${c.base}/health`, { timeoutMs: 3000 }).then((r) => JSON.parse(r.body) as { broker?: BrokerHealth }, () => ({}) as { broker?: BrokerHealth });
+      return !body.broker || body.broker.connected === true;
+    };
+    while (!(await Promise.all([ca, cb].map(ready))).every(Boolean)) {
+      if (Date.now() - t0 > 20_000) throw new Error('the instances did not report "broker": {"connected": true} within 20 s of starting');
+      await sleep(200);
+    }
+    const instances: Instances = {
+      a: ca,
+      b: cb,
+      redis,
+      env,
+      spec,
+      launch: async (launchEnv) => {
+        const another = await startA(spec, 'spec', HOST, await freePort(), launchEnv, { build: false });
+        ownGroup(another.handle.pid);
+        return another.handle;
+      },
+    };
+    for (const { id } of brokerChecks) {
+      if (options.only && !options.only.includes(id)) continue;
+      const dead = handles.find((h) => h.hasExited());
+      if (dead) {
+        report.checks[id] = { status: 'fail', detail: `instance ${dead === handles[0] ? 'A' : 'B'} is gone. Its last output:\n${dead.output().trim().split('\n').slice(-8).join('\n')}`, ms: 0 };
+        continue;
+      }
+      report.checks[id] = await runOne(RUNS[id], instances, handles);
+    }
+  } catch (error) {
+    report.error = (error as Error).message + (handles.length ? `\n${handles.map((h, i) => `[${'AB'[i]}] ${h.output().trim().split('\n').slice(-6).join('\n')}`).join('\n')}` : '');
+  } finally {
+    for (const c of contexts) c.closeAll();
+    for (const h of handles) await releaseGroup(h.pid);
+    await redis?.close();
+  }
+  return report;
+}
+
+async function runOne(run: (i: Instances) => Promise<string>, instances: Instances, handles: ServerHandle[]): Promise<Outcome> {
+  const start = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`check did not finish within ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
+    });
+    const detail = await Promise.race([run(instances), timeout]);
+    return { status: 'pass', detail, ms: Date.now() - start };
+  } catch (error) {
+    const status = error instanceof CheckSkipped ? 'skip' : 'fail';
+    let detail = (error as Error).message;
+    if (status === 'fail' && !(error instanceof CheckFailed && /instance exited/.test(detail))) {
+      detail += `\n${handles.map((h, i) => `[${'AB'[i]}] ${h.output().trim().split('\n').slice(-5).join('\n     ')}`).join('\n')}`;
+    }
+    return { status, detail, ms: Date.now() - start };
+  } finally {
+    clearTimeout(timer);
+    instances.a.closeAll();
+    instances.b.closeAll();
+    // a check that failed half-way may have left Redis stopped
+    if (!(await redisPing(instances.redis.port))) await instances.redis.start().catch(() => undefined);
+  }
+}
