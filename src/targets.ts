@@ -293,8 +293,12 @@ export function findTarget(id: string, targets = loadTargets()): Target {
 
 /** The README's target table (a test keeps the README in step with the manifests). */
 export function targetTable(targets = loadTargets()): string {
-  const rows = targets.map((t) => `| \`${t.id}\` | ${t.language} | ${t.framework} | ${3000 + t.portOffset} | ${t.level}${t.levelNote ? `: ${t.levelNote}` : ''} |`);
-  return ['| id | language | framework | example port | level |', '|---|---|---|---|---|', ...rows].join('\n');
+  const broker = (t: Target) => {
+    const redis = t.broker?.redis;
+    return redis && 'client' in redis ? redis.client : `no: ${redisUnsupported(t)}`;
+  };
+  const rows = targets.map((t) => `| \`${t.id}\` | ${t.language} | ${t.framework} | ${3000 + t.portOffset} | ${t.level}${t.levelNote ? `: ${t.levelNote}` : ''} | ${broker(t)} |`);
+  return ['| id | language | framework | example port | level | `broker: redis` |', '|---|---|---|---|---|---|', ...rows].join('\n');
 }
 
 /** Why `target` cannot render `broker: redis`, or undefined when it can. */
