@@ -36,7 +36,7 @@ const (
 	historySize      = 100
 	maxClients       = 10000
 	maxQueueBytes    = 1 << 20 // a client further behind than this is dropped...
-	maxQueueFrames   = 256     // ...or than this many frames
+	maxQueueFrames   = 64      // ...or than this many frames
 	maxBodyBytes     = 64 << 10
 	maxEventName     = 64
 	maxJSONDepth     = 64
