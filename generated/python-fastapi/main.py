@@ -146,10 +146,13 @@ class Hub:
 
     def publish(self, event: str, data: str) -> int:
         self.last_id += 1
-        encoded = frame(self.last_id, event, data)
-        self.history.append((self.last_id, encoded))
-        self.broadcast(encoded)
+        self.deliver(self.last_id, event, data)
         return self.last_id
+
+    def deliver(self, event_id: int, event: str, data: str) -> None:
+        encoded = frame(event_id, event, data)
+        self.history.append((event_id, encoded))
+        self.broadcast(encoded)
 
     def broadcast(self, encoded: bytes) -> None:
         for client in list(self.clients):
