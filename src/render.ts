@@ -48,6 +48,9 @@ for (const language of valueLanguages) {
   handlebars.registerHelper(`${language}Value`, (value: unknown) => valueLiteral(language, value));
 }
 handlebars.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+// {{only redis "Broker.java"}}: the text when the condition holds, else nothing. File names use it
+// (a `{{/if}}` cannot be part of one): a name that renders empty is not written.
+handlebars.registerHelper('only', (condition: unknown, text: unknown) => (condition ? String(text) : ''));
 handlebars.registerHelper('concat', (...args: unknown[]) => args.slice(0, -1).join(''));
 // {{yaml value 6}}: a YAML block of any value, every line indented by 6 spaces
 handlebars.registerHelper('yaml', (value: unknown, indent: unknown) => {
@@ -120,7 +123,7 @@ function compile(source: string, key: string) {
   return template;
 }
 
-/** The file's path in the project; '' when a part of it renders empty (`{{#if redis}}redis.lua{{/if}}.hbs`). */
+/** The file's path in the project; '' when a part of it renders empty (`{{only redis "redis.lua"}}.hbs`). */
 function outputPath(templatePath: string, context: object): string {
   const parts = templatePath.split(sep).map((part) => {
     const rendered = part.includes('{{') ? compile(part, `path:${part}`)(context) : part;

@@ -9,6 +9,7 @@ import { loadTargets } from '../src/targets.js';
 import { refreshRendered, writeProject, DirectoryNotEmptyError } from '../src/write.js';
 import { hardenedSpec } from '../src/smoke/variants.js';
 import { NASTY } from './nasty.js';
+import { templatesRoot } from './tmp-templates.js';
 
 const fixtures = loadTargets(join(import.meta.dirname, 'fixtures', 'templates'));
 const demo = fixtures.find((t) => t.id === 'demo')!;
@@ -31,6 +32,17 @@ describe('render', () => {
     const source = renderTarget(spec, demo).find((f) => f.path === 'server.js')!.content.toString();
     const run = new Function(`${source}; return { required, events };`);
     expect(run()).toEqual({ required: true, events: [{ name: 'x', data: { s: NASTY.join('|') } }] });
+  });
+
+  it('writes a file named with {{only ...}} only when the condition holds; refuses broker: redis without a Redis broker', () => {
+    const root = templatesRoot([{ id: 'demo', portOffset: 1, files: { '{{only redis "broker.txt"}}.hbs': 'log size {{brokerLogSize}}\n' } }]);
+    const manifestPath = join(root, 'demo', 'target.json');
+    const withBroker = loadTargets(root)[0];
+    expect(renderTarget(spec, withBroker).map((f) => f.path)).not.toContain('broker.txt');
+    expect(() => renderTarget({ ...spec, broker: 'redis' }, withBroker)).toThrow('broker: redis is not supported by demo: its template has no Redis broker');
+    writeFileSync(manifestPath, JSON.stringify({ ...JSON.parse(readFileSync(manifestPath, 'utf8')), broker: { redis: { client: 'a client' } } }));
+    const redis = renderTarget({ ...spec, broker: 'redis' }, loadTargets(root)[0]);
+    expect(redis.find((f) => f.path === 'broker.txt')?.content.toString()).toBe('log size 1000\n');
   });
 
   it('fails on a missing variable (strict mode), naming the template', () => {
