@@ -48,6 +48,8 @@ for (const language of valueLanguages) {
   handlebars.registerHelper(`${language}Value`, (value: unknown) => valueLiteral(language, value));
 }
 handlebars.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+// {{#if (or publish.enabled hasTimedEvents)}}
+handlebars.registerHelper('or', (...args: unknown[]) => args.slice(0, -1).some(Boolean));
 // {{only redis "Broker.java"}}: the text when the condition holds, else nothing. File names use it
 // (a `{{/if}}` cannot be part of one): a name that renders empty is not written.
 handlebars.registerHelper('only', (condition: unknown, text: unknown) => (condition ? String(text) : ''));
