@@ -127,13 +127,12 @@ function compile(source: string, key: string) {
 
 /** The file's path in the project; '' when a part of it renders empty (`{{only redis "redis.lua"}}.hbs`). */
 function outputPath(templatePath: string, context: object): string {
-  const parts = templatePath.split(sep).map((part) => {
-    const rendered = part.includes('{{') ? compile(part, `path:${part}`)(context) : part;
-    return RENAMES[rendered] ?? rendered;
-  });
+  const parts = templatePath.split(sep).map((part) => (part.includes('{{') ? compile(part, `path:${part}`)(context) : part));
   const last = parts.length - 1;
   if (parts[last].endsWith('.hbs')) parts[last] = parts[last].slice(0, -4);
-  return parts.some((part) => part === '') ? '' : parts.join('/');
+  // after `.hbs` is gone, so that `_gitignore.hbs` becomes `.gitignore` too
+  const renamed = parts.map((part) => RENAMES[part] ?? part);
+  return renamed.some((part) => part === '') ? '' : renamed.join('/');
 }
 
 /**

@@ -47,7 +47,7 @@ describe('broker: redis (group R)', () => {
   // The same keys, entries and script in every language: one stream across two of them.
   const pair = ['go-stdlib', 'python-fastapi'];
   const pairReady = pair.every((id) => supported.some((t) => t.id === id));
-  it.runIf(pairReady)(`a ${pair[0]} instance and a ${pair[1]} instance serve one stream (R1, R2, R5)`, async (ctx) => {
+  it.runIf(pairReady)(`a ${pair[0]} instance and a ${pair[1]} instance serve one stream (R1, R2, R4, R5)`, async (ctx) => {
     const needs = [...(await missingFor(pair[0])), ...(await missingFor(pair[1]))];
     if (!redisServer || (needs.length && !CI)) ctx.skip(`SKIPPED: ${redisServer ? needs.join('; ') : 'redis-server missing'}`);
     const work = join(defaultWorkDir(), 'broker-pair');

@@ -1,6 +1,7 @@
 // Check group R (docs/broker.md): two instances of one target rendered with `broker: redis`,
 // on one Redis that this harness starts, stops and starts again, serve one stream.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ export const brokerChecks: Array<{ id: BrokerCheckId; title: string }> = [
   { id: 'R1', title: 'fan-out: every publish on either instance reaches every stream once, in one order' },
   { id: 'R2', title: 'resume on the other instance with Last-Event-ID' },
   { id: 'R3', title: 'a timed event fires once per period for the deployment' },
-  { id: 'R4', title: '/health carries the broker state' },
+  { id: 'R4', title: '/health carries the broker state; the Redis password is never printed' },
   { id: 'R5', title: 'Redis away for 5 s: 503 with Retry-After, streams stay open, nothing accepted is lost' },
   { id: 'R6', title: 'an instance started without Redis serves, retries, then delivers' },
 ];
@@ -54,10 +55,14 @@ export function brokerSpec(spec: Spec): Spec {
 
 // ---- a Redis of our own -------------------------------------------------------------------
 
-/** Debian's redis-server on a free loopback port, AOF on (so a restart keeps ids), in a scratch folder. */
+/**
+ * Debian's redis-server on a free loopback port, AOF on (so a restart keeps ids), in a scratch
+ * folder, with a password (every target must take it from the URL, and never log it).
+ */
 export class RedisServer {
   private pid?: number;
   private exited?: Promise<void>;
+  readonly password = randomBytes(12).toString('hex');
   private constructor(
     readonly port: number,
     readonly dir: string,
@@ -70,13 +75,13 @@ export class RedisServer {
   }
 
   get url() {
-    return `redis://${HOST}:${this.port}`;
+    return `redis://default:${this.password}@${HOST}:${this.port}`;
   }
 
   async start() {
     const child = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', HOST, '--dir', this.dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', join(this.dir, 'redis.log')],
+      ['--port', String(this.port), '--bind', HOST, '--dir', this.dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', join(this.dir, 'redis.log'), '--requirepass', this.password],
       { detached: true, stdio: 'ignore' },
     );
     await new Promise<void>((resolve, reject) => {
@@ -87,7 +92,7 @@ export class RedisServer {
     ownGroup(this.pid);
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const t0 = Date.now();
-    while (!(await redisPing(this.port))) {
+    while (!(await redisPing(this.port, this.password))) {
       if (Date.now() - t0 > 10_000) throw new Error(`redis-server did not answer PING on port ${this.port} within 10 s`);
       await sleep(50);
     }
@@ -109,14 +114,18 @@ export class RedisServer {
 }
 
 /** True when something on the port answers PING with +PONG. */
-export function redisPing(port: number): Promise<boolean> {
+export function redisPing(port: number, password: string): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, HOST);
     const done = (ok: boolean) => (socket.destroy(), resolve(ok));
     socket.setTimeout(1000, () => done(false));
     socket.on('error', () => done(false));
-    socket.on('connect', () => socket.write('PING\r\n'));
-    socket.on('data', (chunk) => done(chunk.toString().startsWith('+PONG')));
+    let answer = '';
+    socket.on('connect', () => socket.write(`AUTH default ${password}\r\nPING\r\n`));
+    socket.on('data', (chunk) => {
+      answer += chunk.toString();
+      if (answer.includes('\r\n+PONG') || answer.startsWith('-')) done(answer.includes('+PONG'));
+    });
   });
 }
 
@@ -130,6 +139,8 @@ interface Instances {
   launch(env: Record<string, string>): Promise<ServerHandle>;
   env: Record<string, string>;
   spec: Spec;
+  /** instances started by a check (R6), for the password check at the end */
+  extra: ServerHandle[];
 }
 
 const ids = (events: Array<{ id?: string }>) => events.map((e) => Number(e.id));
@@ -243,12 +254,16 @@ const r3 = async ({ a, b }: Instances) => {
   return `"${timed.name}" (every ${timed.every} ms): ${onA.length} on A and ${onB.length} on B in 6 s, the same ids`;
 };
 
-const r4 = async ({ a, b }: Instances) => {
-  for (const ctx of [a, b]) {
+const r4 = async ({ a, b, redis }: Instances) => {
+  for (const [label, ctx] of [
+    ['A', a],
+    ['B', b],
+  ] as const) {
     const broker = await brokerHealth(ctx);
-    expect(broker.connected === true, `GET /health on ${ctx.base} says connected ${String(broker.connected)} while Redis is up`);
+    expect(broker.connected === true, `GET /health on ${label} says connected ${String(broker.connected)} while Redis is up`);
+    expect(!ctx.server.output().includes(redis.password), `${label} printed the Redis password from SSE_REDIS_URL`);
   }
-  return '/health on both: "broker": {"type": "redis", "connected": true}';
+  return '/health on both: "broker": {"type": "redis", "connected": true}; the password in SSE_REDIS_URL appears in no output';
 };
 
 interface Attempt {
@@ -436,9 +451,11 @@ export async function runBrokerChecks(baseSpec: Spec, starters: [StartServer, St
       redis,
       env,
       spec,
+      extra: [],
       launch: async (launchEnv) => {
         const another = await startA(spec, 'spec', HOST, await freePort(), launchEnv, { build: false });
         ownGroup(another.handle.pid);
+        instances.extra.push(another.handle);
         return another.handle;
       },
     };
@@ -450,6 +467,11 @@ export async function runBrokerChecks(baseSpec: Spec, starters: [StartServer, St
         continue;
       }
       report.checks[id] = await runOne(RUNS[id], instances, handles);
+    }
+    // R5 and R6 make servers log their Redis errors: the password must not be in those either
+    const leaked = [...handles, ...instances.extra].findIndex((h) => h.output().includes(redis!.password));
+    if (leaked >= 0 && report.checks.R4?.status === 'pass') {
+      report.checks.R4 = { status: 'fail', detail: `instance ${'ABC'[leaked]} printed the Redis password from SSE_REDIS_URL (after Redis went away)`, ms: 0 };
     }
   } catch (error) {
     report.error = (error as Error).message + (handles.length ? `\n${handles.map((h, i) => `[${'AB'[i]}] ${h.output().trim().split('\n').slice(-6).join('\n')}`).join('\n')}` : '');
@@ -482,6 +504,6 @@ async function runOne(run: (i: Instances) => Promise<string>, instances: Instanc
     instances.a.closeAll();
     instances.b.closeAll();
     // a check that failed half-way may have left Redis stopped
-    if (!(await redisPing(instances.redis.port))) await instances.redis.start().catch(() => undefined);
+    if (!(await redisPing(instances.redis.port, instances.redis.password))) await instances.redis.start().catch(() => undefined);
   }
 }
