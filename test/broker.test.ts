@@ -93,6 +93,8 @@ describe.runIf(redisServer).concurrent('group R against the reference server', (
     // a server that accepts while Redis is away does so at start too
     ['broker-accept-while-down', ['R5', 'R6'], /answered 202 while Redis was stopped/],
     ['broker-exit-without-redis', ['R6'], /exited/],
+    // it logs the URL when Redis goes away (R5)
+    ['broker-logs-url', ['R4'], /instance A printed the Redis password/],
   ];
   for (const [mode, checks, why] of broken) {
     it(`fails ${checks.join(', ')} (and nothing else) for a server with the ${mode} bug`, async () => {
