@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { chartSvg, markdownTable, tableRow } from '../src/bench/report.js';
+import { chartSvg, markdownTable, medians, tableRow } from '../src/bench/report.js';
 import { addValue, emptyHistogram, mergeHistograms, quantile } from '../src/bench/histogram.js';
 import type { BenchResult } from '../src/bench/run.js';
 import { program } from '../src/cli.js';
@@ -64,6 +64,11 @@ describe('bench: histogram, table and chart', () => {
     const svg = chartSvg(rows, 'test');
     expect(svg.match(/<rect /g)?.length).toBe(1 + 2 * 2); // background + 2 bars for each of 2 ok rows
     expect(svg).toContain('centrifugo (hub)');
+    // --runs 3: one row per target with medians, the spread beside them, the worst loss
+    const runs = [r('go-stdlib', 'target', 12, 31), r('go-stdlib', 'target', 40, 30), { ...r('go-stdlib', 'target', 20, 33), lost: 2 }].map((x, i) => ({ ...x, run: i + 1 }));
+    const [summary] = medians(runs);
+    expect(summary).toMatchObject({ runs: 3, lost: 2, latency: { p99Ms: 20 }, memory: { perStreamKiB: 31 }, range: { p99Ms: [12, 40], perStreamKiB: [30, 33] } });
+    expect(markdownTable([summary])).toMatch(/\| 12\.0-40\.0 \| 30\.0-33\.0 \|$/m);
   });
 });
 

@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { nofileLimit, raiseNofile } from './proc.js';
-import { chartSvg, markdownTable, tableHeader, tableRow } from './report.js';
+import { chartSvg, markdownTable, medians, tableHeader, tableRow } from './report.js';
 import { benchTarget, DEFAULTS, sourceAddresses, type BenchResult } from './run.js';
 import { BenchUsageError, cacheRoot, selectBenchTargets } from './targets.js';
 
@@ -26,6 +26,8 @@ export interface BenchCommandOptions {
   from?: string;
   gap?: number;
   title?: string;
+  /** passes over every target; the table and chart show each target's median over them */
+  runs?: number;
 }
 
 export interface BenchDocument {
@@ -34,6 +36,8 @@ export interface BenchDocument {
   command: string;
   machine: { cpus: number; cpuModel: string; memoryGiB: number; kernel: string; node: string; loadAverageAtStart: number[] };
   load: { clients: number; publishRate: number; secs: number; procs: number; sourceAddresses: string[]; openFiles: { soft: number; hard: number; note?: string } };
+  /** how many passes over the targets (each result has its `run`, 1-based) */
+  runs?: number;
   results: BenchResult[];
 }
 
@@ -54,10 +58,11 @@ export const defaultTitle = (doc: BenchDocument) =>
 export async function benchCommand(ids: string[], opts: BenchCommandOptions): Promise<number> {
   if (opts.from) {
     const doc = JSON.parse(readFileSync(opts.from, 'utf8')) as BenchDocument;
+    const summary = medians(doc.results);
     console.log(tableHeader());
-    for (const r of doc.results) console.log(tableRow(r));
-    if (opts.markdown) console.log(`\n${markdownTable(doc.results)}`);
-    if (opts.svg) writeFileSync(opts.svg, chartSvg(doc.results, opts.title ?? defaultTitle(doc)));
+    for (const r of summary) console.log(tableRow(r));
+    if (opts.markdown) console.log(`\n${markdownTable(summary)}`);
+    if (opts.svg) writeFileSync(opts.svg, chartSvg(summary, opts.title ?? defaultTitle(doc)));
     return 0;
   }
   const clients = opts.clients ?? DEFAULTS.clients;
@@ -74,6 +79,8 @@ export async function benchCommand(ids: string[], opts: BenchCommandOptions): Pr
   if (!(clients >= 1 && clients <= 100_000)) throw new BenchUsageError('--clients: 1 to 100000');
   if (!(options.publishRate > 0 && options.publishRate <= 1000)) throw new BenchUsageError('--publish-rate: more than 0, at most 1000 per second');
   if (!(options.secs > 0 && options.secs <= 600)) throw new BenchUsageError('--secs: more than 0, at most 600');
+  const runs = opts.runs ?? 1;
+  if (!(Number.isInteger(runs) && runs >= 1 && runs <= 9)) throw new BenchUsageError('--runs: a whole number from 1 to 9');
   const work = opts.work === false ? undefined : resolve(opts.work ?? `${cacheRoot()}/bench-work`);
   const targets = selectBenchTargets(ids, Boolean(opts.all), opts.dir ?? 'generated', { workDir: work, centrifugoBin: opts.centrifugo });
 
@@ -95,6 +102,7 @@ export async function benchCommand(ids: string[], opts: BenchCommandOptions): Pr
       sourceAddresses: sourceAddresses(clients, options.perSource),
       openFiles: { ...(nofileLimit() ?? openFiles), ...(openFiles.note ? { note: openFiles.note } : {}) },
     },
+    runs,
     results: [],
   };
   const stop = () => process.exit(130); // 'exit' handlers kill every process tree we started
@@ -103,22 +111,32 @@ export async function benchCommand(ids: string[], opts: BenchCommandOptions): Pr
   console.error(`bench: ${targets.map((t) => t.id).join(', ')}; ${clients} streams from ${options.procs} client processes, ${options.publishRate} publishes/s for ${options.secs} s`);
   console.log(tableHeader());
   try {
-    for (const [i, t] of targets.entries()) {
-      if (i > 0 && opts.gap) {
-        console.error(`  … pausing ${opts.gap} s before ${t.id}`);
-        await new Promise((r) => setTimeout(r, opts.gap! * 1000));
+    // Passes, not repeats of one target: a slow minute of the machine then touches every
+    // target once rather than all runs of one.
+    for (let run = 1; run <= runs; run++) {
+      if (runs > 1) console.error(`bench: pass ${run} of ${runs}`);
+      for (const [i, t] of targets.entries()) {
+        if ((i > 0 || run > 1) && opts.gap) {
+          console.error(`  … pausing ${opts.gap} s before ${t.id}`);
+          await new Promise((r) => setTimeout(r, opts.gap! * 1000));
+        }
+        const result = { ...(await benchTarget(t, options)), run };
+        doc.results.push(result);
+        console.log(tableRow(result));
+        if (opts.json) writeFileSync(opts.json, `${JSON.stringify(doc, null, 2)}\n`);
       }
-      const result = await benchTarget(t, options);
-      doc.results.push(result);
-      console.log(tableRow(result));
-      if (opts.json) writeFileSync(opts.json, `${JSON.stringify(doc, null, 2)}\n`);
+    }
+    if (runs > 1) {
+      console.log(`\nmedians over ${runs} runs:`);
+      console.log(tableHeader());
+      for (const r of medians(doc.results)) console.log(tableRow(r));
     }
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }
-  if (opts.svg) writeFileSync(opts.svg, chartSvg(doc.results, opts.title ?? defaultTitle(doc)));
-  if (opts.markdown) console.log(`\n${markdownTable(doc.results)}`);
+  if (opts.svg) writeFileSync(opts.svg, chartSvg(medians(doc.results), opts.title ?? defaultTitle(doc)));
+  if (opts.markdown) console.log(`\n${markdownTable(medians(doc.results))}`);
   console.log('\np50/p99/max: publish-to-receipt over every event on every stream; lost: events missing on streams held to the end; KiB/stream: (RSS with N - idle RSS) / N, whole server process tree; client %core: each client process during publishing');
   return doc.results.some((r) => r.status === 'failed') ? 1 : 0;
 }

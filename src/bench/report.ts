@@ -33,6 +33,73 @@ export function cells(r: BenchResult): string[] {
   ];
 }
 
+const median = (values: number[]) => {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+};
+
+/**
+ * One result per target over every run: the median of each measure (with its lowest and
+ * highest in `range`), the fewest streams held, the most events lost or duplicated. A target
+ * with a failed run keeps that failure. Results without `run` pass through as they are.
+ */
+export function medians(results: BenchResult[]): BenchResult[] {
+  if (!results.some((r) => r.run !== undefined && r.run > 1)) return results;
+  const out: BenchResult[] = [];
+  for (const id of [...new Set(results.map((r) => r.id))]) {
+    const all = results.filter((r) => r.id === id);
+    const failed = all.find((r) => r.status !== 'ok');
+    if (failed) {
+      out.push({ ...failed, runs: all.length, reason: `${failed.reason ?? failed.status} (run ${failed.run} of ${all.length})` });
+      continue;
+    }
+    const range: Record<string, [number, number]> = {};
+    const pick = (name: string, get: (r: BenchResult) => number | undefined) => {
+      const values = all.map(get).filter((v): v is number => v !== undefined);
+      if (!values.length) return undefined;
+      range[name] = [Math.min(...values), Math.max(...values)];
+      return Math.round(median(values) * 100) / 100;
+    };
+    const base = all[0];
+    out.push({
+      ...base,
+      run: undefined,
+      runs: all.length,
+      held: Math.min(...all.map((r) => r.held ?? 0)),
+      lost: Math.max(...all.map((r) => r.lost ?? 0)),
+      duplicated: Math.max(...all.map((r) => r.duplicated ?? 0)),
+      connectErrors: all.reduce((m, r) => (total(r.connectErrors) > total(m) ? r.connectErrors : m), base.connectErrors),
+      dropped: all.reduce((m, r) => (total(r.dropped) > total(m) ? r.dropped : m), base.dropped),
+      latency: base.latency && {
+        ...base.latency,
+        p50Ms: pick('p50Ms', (r) => r.latency?.p50Ms),
+        p99Ms: pick('p99Ms', (r) => r.latency?.p99Ms),
+        maxMs: pick('maxMs', (r) => r.latency?.maxMs),
+      },
+      memory: base.memory && {
+        ...base.memory,
+        idleMiB: pick('idleMiB', (r) => r.memory?.idleMiB)!,
+        loadedMiB: pick('loadedMiB', (r) => r.memory?.loadedMiB)!,
+        perStreamKiB: pick('perStreamKiB', (r) => r.memory?.perStreamKiB),
+      },
+      serverCpu: base.serverCpu && {
+        ...base.serverCpu,
+        totalS: pick('serverCpuS', (r) => r.serverCpu?.totalS)!,
+        usPerDeliveredEvent: pick('usPerDeliveredEvent', (r) => r.serverCpu?.usPerDeliveredEvent),
+      },
+      client: base.client && {
+        ...base.client,
+        publishWindowPctOfCore: base.client.publishWindowPctOfCore.map((_, i) => pick(`clientPct${i}`, (r) => r.client?.publishWindowPctOfCore[i])!),
+        loopDelayP99Ms: pick('clientLoopDelayP99Ms', (r) => r.client?.loopDelayP99Ms),
+      },
+      machine: base.machine && { ...base.machine, othersPctOfCore: pick('othersPctOfCore', (r) => r.machine?.othersPctOfCore)! },
+      range,
+    });
+  }
+  return out;
+}
+
 export const tableHeader = () => COLUMNS.map((c, i) => c.padEnd(WIDTHS[i])).join(' ');
 
 export function tableRow(r: BenchResult): string {
@@ -41,12 +108,17 @@ export function tableRow(r: BenchResult): string {
 }
 
 export function markdownTable(results: BenchResult[]): string {
+  const summary = results.some((r) => r.runs !== undefined && r.runs > 1);
   const head = ['target', 'held / N', 'errors', 'p50 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'idle MiB', 'MiB with N', 'KiB per stream', 'server CPU s', 'server CPU µs per delivered event', 'client CPU %core (per process)', 'other processes %core'];
+  // medians over several runs: the spread of the two numbers that vary most follows them
+  if (summary) head.push('p99 ms (lowest-highest)', 'KiB per stream (lowest-highest)');
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  const span = (r: BenchResult, key: string, f: (v: number) => string) => (r.range?.[key] ? `${f(r.range[key][0])}-${f(r.range[key][1])}` : '-');
   for (const r of results) {
     const c = cells(r);
     c[0] = r.kind === 'hub' ? `**${r.id}** (hub)` : `\`${r.id}\``;
     if (r.status !== 'ok') c[1] = `${r.status}: ${r.reason ?? ''}`;
+    if (summary) c.push(span(r, 'p99Ms', ms), span(r, 'perStreamKiB', (v) => v.toFixed(1)));
     lines.push(`| ${c.join(' | ')} |`);
   }
   return lines.join('\n');

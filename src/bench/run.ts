@@ -93,6 +93,11 @@ export interface BenchResult {
   buildSeconds?: number;
   startSeconds?: number;
   provenance: Record<string, string>;
+  /** which pass of `--runs` this result is from (1-based) */
+  run?: number;
+  /** in a summary (`medians`): how many runs it summarizes, and each measure's lowest and highest */
+  runs?: number;
+  range?: Record<string, [number, number]>;
 }
 
 const now = () => Number(process.hrtime.bigint()) / 1e6;
