@@ -197,6 +197,7 @@ export function program(): Command {
     .option('--drain <s>', 'seconds to wait for late events after the last publish (default 10)', (v) => Number(v))
     .option('--gap <s>', 'seconds to let the machine settle between targets (default 0)', (v) => Number(v))
     .option('--runs <k>', 'passes over every target; the table and chart give each one\'s medians (default 1)', (v) => Number(v))
+    .option('--broker <kind>', 'redis: each target rendered with broker: redis, on a Redis the bench starts (what the broker costs)')
     .option('--json <file>', 'write the results as JSON (rewritten after each target)')
     .option('--svg <file>', 'write a chart: p99 latency and memory per stream by target')
     .option('--markdown', 'also print the table as Markdown')

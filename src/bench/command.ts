@@ -28,6 +28,8 @@ export interface BenchCommandOptions {
   title?: string;
   /** passes over every target; the table and chart show each target's median over them */
   runs?: number;
+  /** redis: each target rendered with `broker: redis`, one instance, on a Redis the bench starts */
+  broker?: string;
 }
 
 export interface BenchDocument {
@@ -38,6 +40,8 @@ export interface BenchDocument {
   load: { clients: number; publishRate: number; secs: number; procs: number; sourceAddresses: string[]; openFiles: { soft: number; hard: number; note?: string } };
   /** how many passes over the targets (each result has its `run`, 1-based) */
   runs?: number;
+  /** `--broker redis`: every target ran with a Redis broker (one instance, a Redis of the bench's own) */
+  broker?: 'redis';
   results: BenchResult[];
 }
 
@@ -81,8 +85,16 @@ export async function benchCommand(ids: string[], opts: BenchCommandOptions): Pr
   if (!(options.secs > 0 && options.secs <= 600)) throw new BenchUsageError('--secs: more than 0, at most 600');
   const runs = opts.runs ?? 1;
   if (!(Number.isInteger(runs) && runs >= 1 && runs <= 9)) throw new BenchUsageError('--runs: a whole number from 1 to 9');
-  const work = opts.work === false ? undefined : resolve(opts.work ?? `${cacheRoot()}/bench-work`);
-  const targets = selectBenchTargets(ids, Boolean(opts.all), opts.dir ?? 'generated', { workDir: work, centrifugoBin: opts.centrifugo });
+  if (opts.broker && opts.broker !== 'memory' && opts.broker !== 'redis') throw new BenchUsageError('--broker: memory or redis');
+  const redis = opts.broker === 'redis' ? await brokerRenders(ids, Boolean(opts.all)) : undefined;
+  const work = opts.work === false ? undefined : resolve(opts.work ?? `${cacheRoot()}/bench-work${redis ? '-redis' : ''}`);
+  let targets;
+  try {
+    targets = selectBenchTargets(ids, Boolean(opts.all), redis?.dir ?? opts.dir ?? 'generated', { workDir: work, centrifugoBin: opts.centrifugo, envFor: redis?.envFor, noHub: Boolean(redis) });
+  } catch (error) {
+    await redis?.server.close();
+    throw error;
+  }
 
   // Both sides need a file descriptor per stream (and some): raise the limit here; the servers
   // and client processes started from now on inherit it.
@@ -103,6 +115,7 @@ export async function benchCommand(ids: string[], opts: BenchCommandOptions): Pr
       openFiles: { ...(nofileLimit() ?? openFiles), ...(openFiles.note ? { note: openFiles.note } : {}) },
     },
     runs,
+    ...(redis ? { broker: 'redis' as const } : {}),
     results: [],
   };
   const stop = () => process.exit(130); // 'exit' handlers kill every process tree we started
@@ -134,9 +147,31 @@ export async function benchCommand(ids: string[], opts: BenchCommandOptions): Pr
   } finally {
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
+    await redis?.server.close();
   }
   if (opts.svg) writeFileSync(opts.svg, chartSvg(medians(doc.results), opts.title ?? defaultTitle(doc)));
   if (opts.markdown) console.log(`\n${markdownTable(medians(doc.results))}`);
   console.log('\np50/p99/max: publish-to-receipt over every event on every stream; lost: events missing on streams held to the end; KiB/stream: (RSS with N - idle RSS) / N, whole server process tree; client %core: each client process during publishing');
   return doc.results.some((r) => r.status === 'failed') ? 1 : 0;
+}
+
+/**
+ * `--broker redis`: the example spec with `broker: redis`, rendered for the named targets (or
+ * every runs target that has a Redis broker) into the cache, and a Redis on a free port; each
+ * target gets a database of its own. The Redis process is not part of any server's tree: its
+ * CPU shows under "others".
+ */
+async function brokerRenders(ids: string[], all: boolean) {
+  const { generate } = await import('../generate.js');
+  const { loadSpec } = await import('../spec.js');
+  const { exampleSpecPath } = await import('../create.js');
+  const { loadTargets, redisUnsupported } = await import('../targets.js');
+  const { RedisServer } = await import('../smoke/broker.js');
+  const supported = loadTargets().filter((t) => t.level === 'runs' && !redisUnsupported(t));
+  const chosen = all ? supported.map((t) => t.id) : ids;
+  const dir = `${cacheRoot()}/bench-redis-src`;
+  await generate({ ...(await loadSpec(exampleSpecPath)), broker: 'redis' }, dir, { targets: chosen, force: true });
+  const server = await RedisServer.launch();
+  console.error(`bench: broker redis at 127.0.0.1:${server.port} (a database per target)`);
+  return { dir, server, envFor: (id: string) => ({ SSE_REDIS_URL: `${server.url}/${chosen.indexOf(id) % 15 + 1}` }) };
 }

@@ -80,7 +80,7 @@ export function syncProject(from: string, to: string): void {
   }
 }
 
-export function generatedBenchTarget(target: Target, generatedDir: string, path: string, workDir: string | undefined): BenchTarget {
+export function generatedBenchTarget(target: Target, generatedDir: string, path: string, workDir: string | undefined, env: Record<string, string> = {}): BenchTarget {
   const dir = workDir ? join(workDir, target.id) : generatedDir;
   const repo = git(['rev-parse', '--show-toplevel'], generatedDir);
   const provenance: Record<string, string> = { source: generatedDir, builtIn: dir };
@@ -105,7 +105,7 @@ export function generatedBenchTarget(target: Target, generatedDir: string, path:
       await buildProject(dir, { stdio: 'pipe', log });
     },
     start(port, secret) {
-      return startProject(dir, target, { env: { PORT: String(port), HOST: '127.0.0.1', SSE_PUBLISH_TOKEN: secret }, stdio: 'pipe' });
+      return startProject(dir, target, { env: { ...env, PORT: String(port), HOST: '127.0.0.1', SSE_PUBLISH_TOKEN: secret }, stdio: 'pipe' });
     },
     streamPath: path,
     streamHeaders: { Accept: 'text/event-stream' },
@@ -186,16 +186,22 @@ export class BenchUsageError extends Error {
 }
 
 /** The targets to bench: ids (a target id or `centrifugo`), or all runs targets plus the hub. */
-export function selectBenchTargets(ids: string[], all: boolean, generatedDir: string, options: { workDir?: string; centrifugoBin?: string }): BenchTarget[] {
+export function selectBenchTargets(
+  ids: string[],
+  all: boolean,
+  generatedDir: string,
+  /** envFor: extra environment per target (SSE_REDIS_URL with --broker redis); noHub: leave the hub out of --all */
+  options: { workDir?: string; centrifugoBin?: string; envFor?: (id: string) => Record<string, string>; noHub?: boolean },
+): BenchTarget[] {
   const root = resolve(generatedDir);
   const found = generatedTargets(root);
-  const wanted = all ? [...found.filter((f) => f.target.level === 'runs').map((f) => f.target.id), HUB_ID] : ids;
+  const wanted = all ? [...found.filter((f) => f.target.level === 'runs').map((f) => f.target.id), ...(options.noHub ? [] : [HUB_ID])] : ids;
   if (!wanted.length) throw new BenchUsageError('name the targets to bench (ids, or centrifugo for the hub), or pass --all');
   return wanted.map((id) => {
     if (id === HUB_ID) return centrifugoTarget(options.centrifugoBin);
     const f = found.find((x) => x.target.id === id);
     if (!f) throw new BenchUsageError(`${id}: no generated project for it in ${generatedDir} (have: ${found.map((x) => x.target.id).join(', ') || 'none'}; make them with create-sse-server generate)`);
-    return generatedBenchTarget(f.target, f.dir, f.path, options.workDir);
+    return generatedBenchTarget(f.target, f.dir, f.path, options.workDir, options.envFor?.(id));
   });
 }
 
