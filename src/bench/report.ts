@@ -62,8 +62,11 @@ export function medians(results: BenchResult[]): BenchResult[] {
       return Math.round(median(values) * 100) / 100;
     };
     const base = all[0];
+    // the reason beside the row is the run that held the fewest streams (the one `held` shows)
+    const fewest = all.reduce((m, r) => ((r.held ?? 0) < (m.held ?? 0) ? r : m), base);
     out.push({
       ...base,
+      reason: fewest.reason,
       run: undefined,
       runs: all.length,
       held: Math.min(...all.map((r) => r.held ?? 0)),
