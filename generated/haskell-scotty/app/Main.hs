@@ -4,9 +4,9 @@
 module Main (main) where
 
 import Control.Applicative ((<|>))
-import Control.Concurrent (ThreadId, forkIO, killThread, myThreadId, threadDelay)
+import Control.Concurrent (MVar, ThreadId, forkIO, killThread, myThreadId, newMVar, threadDelay, withMVar)
 import Control.Concurrent.STM
-import Control.Exception (IOException, finally, try)
+import Control.Exception (IOException, finally, mask_, try)
 import Control.Monad (forM, forM_, forever, guard, join, unless, void, when)
 import Control.Monad.IO.Class (liftIO)
 import Crypto.Random (getRandomBytes)
@@ -108,8 +108,12 @@ withTimestamp fields stamp = T.dropEnd 1 fields <> separator <> "\"timestamp\":\
   where
     separator = if fields == "{}" then "" else ","
 
--- The hub: ids, history and clients. Publishing, joining and leaving are STM transactions,
--- so a client that joins gets the history and every later event exactly once.
+-- The hub: ids, history and clients. Events go out one at a time (`sending`): one small STM
+-- transaction hands out the id, keeps the event and takes the clients of that moment, so a client
+-- that joins (also a transaction) either is among them or finds the event in the history; the
+-- frame then goes to each of them in a transaction of its own. (One transaction over every
+-- client's queue would be restarted by any client taking a frame meanwhile, and costs GHC time
+-- quadratic in the number of TVars it touches.)
 
 data Client = Client
   { queue :: TQueue BS.ByteString,
@@ -123,28 +127,37 @@ data Hub = Hub
     history :: TVar (Seq (Int, BS.ByteString)),
     clients :: TVar (Map.Map Int Client),
     nextKey :: TVar Int,
-    closing :: TVar Bool
+    closing :: TVar Bool,
+    sending :: MVar () -- held while an event goes out, so every client gets the events in order
   }
 
 newHub :: IO Hub
-newHub = Hub <$> newTVarIO 0 <*> newTVarIO Seq.empty <*> newTVarIO Map.empty <*> newTVarIO 0 <*> newTVarIO False
+newHub = Hub <$> newTVarIO 0 <*> newTVarIO Seq.empty <*> newTVarIO Map.empty <*> newTVarIO 0 <*> newTVarIO False <*> newMVar ()
 
--- | Queue a frame for every client. A client whose queue would pass maxQueueBytes stopped
--- reading: it is dropped, and returned so that its connection can be closed.
-deliver :: Hub -> BS.ByteString -> STM [Client]
-deliver hub bytes = do
-  current <- readTVar (clients hub)
-  fmap catMaybes . forM (Map.toList current) $ \(key, client) -> do
+-- | One event at a time; once begun, it reaches every client even if the thread sending it
+-- is killed (a publish request timing out).
+oneAtATime :: Hub -> IO a -> IO a
+oneAtATime hub = mask_ . withMVar (sending hub) . const
+
+-- | Queue a frame for these clients, each in a transaction of its own. A client whose queue
+-- would pass maxQueueBytes stopped reading: it is dropped and its connection closed.
+deliver :: Hub -> BS.ByteString -> Map.Map Int Client -> IO ()
+deliver hub bytes targets = do
+  slow <- fmap catMaybes . forM (Map.toList targets) $ \(key, client) -> atomically $ do
     waiting <- readTVar (queued client)
-    if waiting + BS.length bytes > maxQueueBytes
+    if waiting + BS.length bytes <= maxQueueBytes
       then do
-        modifyTVar' (clients hub) (Map.delete key)
-        writeTVar (dropped client) True
-        pure (Just client)
-      else do
         writeTQueue (queue client) bytes
         writeTVar (queued client) (waiting + BS.length bytes)
         pure Nothing
+      else do
+        -- Unless it has left meanwhile (then its thread may serve another request).
+        present <- Map.member key <$> readTVar (clients hub)
+        when present $ do
+          modifyTVar' (clients hub) (Map.delete key)
+          writeTVar (dropped client) True
+        pure (client <$ guard present)
+  hangUp slow
 
 -- | A dropped client's thread is blocked writing to a socket nobody reads; killing it makes
 -- Warp close the connection.
@@ -152,13 +165,13 @@ hangUp :: [Client] -> IO ()
 hangUp = mapM_ (forkIO . killThread . thread)
 
 publish :: Hub -> T.Text -> T.Text -> IO Int
-publish hub event text = do
-  (eventId, slow) <- atomically $ do
+publish hub event text = oneAtATime hub $ do
+  (eventId, bytes, targets) <- atomically $ do
     eventId <- stateTVar (lastId hub) (\n -> (n + 1, n + 1))
     let bytes = frame eventId event text
     modifyTVar' (history hub) (\kept -> Seq.drop (Seq.length kept + 1 - historySize) (kept |> (eventId, bytes)))
-    (,) eventId <$> deliver hub bytes
-  hangUp slow
+    (,,) eventId bytes <$> readTVar (clients hub)
+  deliver hub bytes targets
   pure eventId
 
 -- | One event; every line of data (split on CRLF, CR or LF) gets its own `data: `.
@@ -398,7 +411,7 @@ main = do
     void (publish hub event (withTimestamp fields stamp))
   void . forkIO . forever $ do
     threadDelay (heartbeatSeconds * 1000000)
-    hangUp =<< atomically (deliver hub ": heartbeat\n\n")
+    deliver hub ": heartbeat\n\n" =<< readTVarIO (clients hub)
 
   sockets <- newTVarIO Map.empty
   app <- scottyApp (routes hub sockets streamToken publishToken)
