@@ -20,18 +20,18 @@ import io.ktor.server.request.path
 import io.ktor.server.request.receiveChannel
 import io.ktor.server.response.header
 import io.ktor.server.response.respond
+import io.ktor.server.response.respondBytesWriter
 import io.ktor.server.response.respondText
 import io.ktor.server.routing.get
 import io.ktor.server.routing.post
 import io.ktor.server.routing.route
 import io.ktor.server.routing.routing
-import io.ktor.server.sse.SSEServerContent
-import io.ktor.server.sse.ServerSSESession
-import io.ktor.server.sse.heartbeat
 import io.ktor.sse.ServerSentEvent
 import io.ktor.utils.io.ByteReadChannel
+import io.ktor.utils.io.ByteWriteChannel
 import io.ktor.utils.io.discard
 import io.ktor.utils.io.readRemaining
+import io.ktor.utils.io.writeFully
 import io.netty.channel.ChannelDuplexHandler
 import io.netty.channel.ChannelHandlerContext
 import io.netty.channel.ChannelPromise
@@ -101,25 +101,32 @@ fun env(name: String): String? = System.getenv(name)?.takeIf { it.isNotEmpty() }
 val streamToken: String? = env("SSE_TOKEN")
 lateinit var publishToken: String
 
-/** One event as the SSE plugin writes it, with its size for the client queues. */
-class Event(val id: Long, val sse: ServerSentEvent) {
-    val bytes = sse.toString().toByteArray().size
-}
+/** An event's frame, encoded once (by Ktor's `ServerSentEvent`) for every stream that gets it. */
+fun frame(sse: ServerSentEvent): ByteArray = (sse.toString() + "\r\n").toByteArray()
+
+/** One event as every stream writes it: its frame, encoded once. */
+class Event(val id: Long, val frame: ByteArray)
+
+/** Every stream's first frame. */
+val HELLO = frame(ServerSentEvent(retry = RETRY_MS))
+
+/** ": heartbeat", queued for every client every HEARTBEAT_SECONDS by one ticker. */
+val HEARTBEAT = Event(0, frame(ServerSentEvent(comments = "heartbeat")))
 
 /** One open stream. Its queue is bounded (QUEUE_EVENTS, and MAX_QUEUE_BYTES), so a slow client never suspends the broadcaster. */
-class Client(val replay: List<ServerSentEvent>, private val connection: Connection) {
+class Client(val replay: List<ByteArray>, private val connection: Connection) {
     val queue = Channel<Event>(QUEUE_EVENTS)
     private val queuedBytes = AtomicLong()
 
     /** Called under the hub's lock; false when the client is too far behind or gone. */
     fun offer(event: Event): Boolean {
-        if (queuedBytes.get() + event.bytes > MAX_QUEUE_BYTES) return false
-        queuedBytes.addAndGet(event.bytes.toLong())
+        if (queuedBytes.get() + event.frame.size > MAX_QUEUE_BYTES) return false
+        queuedBytes.addAndGet(event.frame.size.toLong())
         return queue.trySend(event).isSuccess
     }
 
     fun taken(event: Event) {
-        queuedBytes.addAndGet(-event.bytes.toLong())
+        queuedBytes.addAndGet(-event.frame.size.toLong())
     }
 
     /** Closes the connection at once, even while a write to it is stuck. */
@@ -143,8 +150,7 @@ class Hub {
     @Synchronized
     fun subscribe(lastEventId: Long?, connection: Connection): Client? {
         if (!open || clients.size >= MAX_CLIENTS) return null
-        val hello = ServerSentEvent(retry = RETRY_MS)
-        val replay = listOf(hello) + history.filter { lastEventId != null && it.id > lastEventId }.map { it.sse }
+        val replay = listOf(HELLO) + history.filter { lastEventId != null && it.id > lastEventId }.map { it.frame }
         return Client(replay, connection).also { clients.add(it) }
     }
 
@@ -159,13 +165,21 @@ class Hub {
     /** Assigns the next id, keeps the event and queues it for every client; returns the id. */
     @Synchronized
     fun publish(event: String, data: String): Long {
-        val e = Event(++lastId, ServerSentEvent(data = data, event = event, id = (lastId).toString()))
+        val e = Event(++lastId, frame(ServerSentEvent(data = data, event = event, id = (lastId).toString())))
         history.addLast(e)
         if (history.size > HISTORY_SIZE) history.removeFirst()
-        val dropped = clients.filter { !it.offer(e) }
+        drop(clients.filter { !it.offer(e) })
+        return e.id
+    }
+
+    @Synchronized
+    fun heartbeat() {
+        drop(clients.filter { !it.offer(HEARTBEAT) })
+    }
+
+    private fun drop(dropped: List<Client>) {
         dropped.forEach { it.drop() }
         clients.removeAll(dropped.toSet())
-        return e.id
     }
 
     /** Ends every open stream (at shutdown). */
@@ -179,16 +193,18 @@ class Hub {
 
 val hub = Hub()
 
-suspend fun ServerSSESession.stream(client: Client) {
-    // One ticker per stream: ": heartbeat" every HEARTBEAT_SECONDS, events or not.
-    heartbeat {
-        period = HEARTBEAT_SECONDS.seconds
-        event = ServerSentEvent(comments = "heartbeat")
-    }
-    client.replay.forEach { send(it) }
-    for (event in client.queue) {
-        client.taken(event)
-        send(event.sse)
+/** Writes a stream: the replay, then its queue; what is queued at once goes out in one flush. */
+suspend fun ByteWriteChannel.stream(client: Client) {
+    client.replay.forEach { writeFully(it) }
+    flush()
+    for (first in client.queue) {
+        var event: Event? = first
+        while (event != null) {
+            client.taken(event)
+            writeFully(event.frame)
+            event = client.queue.tryReceive().getOrNull()
+        }
+        flush()
     }
 }
 
@@ -335,6 +351,13 @@ fun Application.module() {
         // Ktor's own answers (a query string it cannot decode, say) are plain text: JSON here.
         exception<BadRequestException> { call, cause -> call.respondError(HttpStatusCode.BadRequest, cause.message ?: "bad request") }
     }
+    // One ticker for every stream: ": heartbeat" every HEARTBEAT_SECONDS, events or not.
+    launch {
+        while (true) {
+            delay(HEARTBEAT_SECONDS.seconds)
+            hub.heartbeat()
+        }
+    }
     for (timed in TIMED_EVENTS) {
         launch {
             while (true) {
@@ -365,7 +388,7 @@ fun Application.module() {
                 try {
                     call.response.header(HttpHeaders.CacheControl, "no-store")
                     call.response.header("X-Accel-Buffering", "no")
-                    call.respond(SSEServerContent(call, { stream(client) }))
+                    call.respondBytesWriter(ContentType.Text.EventStream) { stream(client) }
                 } finally {
                     hub.unsubscribe(client)
                 }
