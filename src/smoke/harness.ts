@@ -111,27 +111,37 @@ async function waitUntilReady(handle: ServerHandle): Promise<number> {
 
 const tail = (text: string, lines = 15) => text.trim().split('\n').slice(-lines).join('\n');
 
-async function runCheck(ctx: Context, run: (ctx: Context) => Promise<string>): Promise<Outcome> {
+/**
+ * Run one check with the time limit every check has: a pass with its detail line, a skip, or a
+ * failure whose detail `explain` may add to (the server's last output, say).
+ */
+export async function timedCheck(run: () => Promise<string>, explain: (detail: string) => string = (d) => d): Promise<Outcome> {
   const start = Date.now();
   let timer: NodeJS.Timeout | undefined;
   try {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`check did not finish within ${CHECK_TIMEOUT_MS / 1000} s`)), CHECK_TIMEOUT_MS);
     });
-    const detail = await Promise.race([run(ctx), timeout]);
+    const detail = await Promise.race([run(), timeout]);
     return { status: 'pass', detail, ms: Date.now() - start };
   } catch (error) {
-    const status = error instanceof CheckSkipped ? 'skip' : 'fail';
-    let detail = (error as Error).message;
-    if (status === 'fail') {
-      const output = tail(ctx.server.output(), 8);
-      if (ctx.server.hasExited()) detail += `; the server exited. Its last output:\n${output}`;
-      else if (output) detail += `\nserver output (last lines):\n${output}`;
-    }
-    return { status, detail, ms: Date.now() - start };
+    const skipped = error instanceof CheckSkipped;
+    const detail = (error as Error).message;
+    return { status: skipped ? 'skip' : 'fail', detail: skipped ? detail : explain(detail), ms: Date.now() - start };
   } finally {
     clearTimeout(timer);
   }
+}
+
+function runCheck(ctx: Context, run: (ctx: Context) => Promise<string>): Promise<Outcome> {
+  return timedCheck(
+    () => run(ctx),
+    (detail) => {
+      const output = tail(ctx.server.output(), 8);
+      if (ctx.server.hasExited()) return `${detail}; the server exited. Its last output:\n${output}`;
+      return output ? `${detail}\nserver output (last lines):\n${output}` : detail;
+    },
+  );
 }
 
 /** Start the server for one variant and run every check that applies to it. */
