@@ -332,8 +332,10 @@ async function brokerSetup(dir: string, specFile: string | undefined) {
     f.dir = join(work, f.target.id);
     await refreshRendered(f.dir, renderTarget(spec, f.target), { force: true });
   }
-  const redis = await RedisServer.launch();
-  console.log(`redis: ${redis.url} (each target its own database)`);
+  // stopped by `up` itself (Ctrl-C, then exit 0), not by the harness's signal handlers
+  const redis = await RedisServer.launch({ tracked: false });
+  process.on('exit', () => redis.kill());
+  console.log(`redis: 127.0.0.1:${redis.port} (started for this run, with a password of its own; each target its own database)`);
   const db = new Map(found.map((f, i) => [f.target.id, (i % 15) + 1]));
   return { found, refused, redis, envFor: (t: Target) => ({ SSE_REDIS_URL: `${redis.url}/${db.get(t.id)}` }) };
 }

@@ -79,7 +79,8 @@ describe.skipIf(missing.includes('go-stdlib') || !redisServer)('up --instances 2
     const deadline = Date.now() + 240_000;
     while (Date.now() < deadline && !/of \d+ up;/.test(output)) await sleep(200);
     expect(output).toMatch(/of 2 up;/);
-    expect(output).toMatch(/redis: redis:\/\/127\.0\.0\.1:\d+/);
+    expect(output).toMatch(/redis: 127\.0\.0\.1:\d+ /);
+    expect(output, "the Redis password is not printed").not.toMatch(/redis:\/\/default:/);
     const offset = loadTargets().find((t) => t.id === 'go-stdlib')!.portOffset;
     const [one, two] = [base + offset, base + offset + 100];
     expect(output).toMatch(new RegExp(`go-stdlib#1\\s+${one}\\s+up`));

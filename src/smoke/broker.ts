@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { killTree } from '../process-tree.js';
 import { normalizeSpec, type Spec } from '../spec.js';
 import { request } from './client.js';
 import { Context, expect, expectJsonError, fail, sleep, type ServerHandle } from './context.js';
@@ -65,12 +66,19 @@ export class RedisServer {
   private constructor(
     readonly port: number,
     readonly dir: string,
+    /** false: the caller stops it (`up` does, on Ctrl-C); true: the harness's signal handlers kill it */
+    private readonly tracked: boolean,
   ) {}
 
-  static async launch(): Promise<RedisServer> {
-    const redis = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'sse-redis-')));
+  static async launch(options: { tracked?: boolean } = {}): Promise<RedisServer> {
+    const redis = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'sse-redis-')), options.tracked ?? true);
     await redis.start();
     return redis;
+  }
+
+  /** SIGKILL at once (for process exit, where nothing can be awaited). */
+  kill() {
+    if (this.pid) killTree(this.pid);
   }
 
   get url() {
@@ -88,7 +96,7 @@ export class RedisServer {
       child.once('error', (error) => reject(new Error(`redis-server could not start: ${error.message} (apt-get install redis-server)`)));
     });
     this.pid = child.pid!;
-    ownGroup(this.pid);
+    if (this.tracked) ownGroup(this.pid);
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const t0 = Date.now();
     while (!(await redisPing(this.port, this.password))) {
@@ -102,7 +110,8 @@ export class RedisServer {
     if (!this.pid) return;
     process.kill(this.pid, 'SIGTERM');
     await Promise.race([this.exited, sleep(10_000)]);
-    await releaseGroup(this.pid);
+    if (this.tracked) await releaseGroup(this.pid);
+    else killTree(this.pid);
     this.pid = undefined;
   }
 
