@@ -10,7 +10,7 @@ import { killTree } from '../process-tree.js';
 import { normalizeSpec, type Spec } from '../spec.js';
 import { request } from './client.js';
 import { Context, expect, expectJsonError, fail, sleep, type ServerHandle } from './context.js';
-import { freePort, HOST, ownGroup, releaseGroup, timedCheck, type Outcome, type StartServer } from './harness.js';
+import { freePort, HOST, ownGroup, releaseGroup, timedCheck, waitUntilReady, type Outcome, type StartServer } from './harness.js';
 
 export type BrokerCheckId = 'R1' | 'R2' | 'R3' | 'R4' | 'R5' | 'R6';
 
@@ -30,7 +30,6 @@ export interface BrokerRun {
 }
 
 const PUBLISH_TOKEN = 'broker-check-publish-token-0123456789abcdef';
-const READY_TIMEOUT_MS = 120_000;
 
 /** The spec the group renders: the user's, with `broker: redis`, a 1 s heartbeat and one timed event every second. */
 export function brokerSpec(spec: Spec): Spec {
@@ -379,7 +378,7 @@ const r6 = async ({ redis, launch, env, spec }: Instances) => {
   let handle: ServerHandle | undefined;
   try {
     handle = await launch(env);
-    await waitForHealth(handle);
+    await waitUntilReady(handle);
     const c = new Context(spec, 'spec', handle, null, PUBLISH_TOKEN);
     const broker = await brokerHealth(c);
     expect(broker.connected === false, `GET /health says connected ${String(broker.connected)} with Redis down`);
@@ -407,24 +406,6 @@ const r6 = async ({ redis, launch, env, spec }: Instances) => {
   }
 };
 
-async function waitForHealth(handle: ServerHandle): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < READY_TIMEOUT_MS) {
-    if (handle.hasExited()) {
-      const exit = await handle.exited;
-      throw new Error(`exited (${exit.signal ?? `code ${exit.exitCode}`}) before answering GET /health:\n${handle.output().trim().split('\n').slice(-8).join('\n')}`);
-    }
-    try {
-      const res = await request(`http://${handle.host}:${handle.port}/health`, { timeoutMs: 2000 });
-      if (res.status === 200) return Date.now() - start;
-    } catch {
-      // not listening yet
-    }
-    await sleep(150);
-  }
-  throw new Error(`no answer to GET /health within ${READY_TIMEOUT_MS / 1000} s`);
-}
-
 const RUNS: Record<BrokerCheckId, (i: Instances) => Promise<string>> = { R1: r1, R2: r2, R3: r3, R4: r4, R5: r5, R6: r6 };
 
 /**
@@ -448,7 +429,7 @@ export async function runBrokerChecks(baseSpec: Spec, starters: [StartServer, St
     const b = startB ? await startB(spec, 'spec', HOST, await freePort(), env) : await startA(spec, 'spec', HOST, await freePort(), env, { build: false });
     ownGroup(b.handle.pid);
     handles.push(b.handle);
-    await Promise.all(handles.map(waitForHealth));
+    await Promise.all(handles.map(waitUntilReady));
     const [ca, cb] = handles.map((h) => new Context(spec, 'spec', h, null, PUBLISH_TOKEN));
     contexts.push(ca, cb);
     const t0 = Date.now();

@@ -91,7 +91,8 @@ export function freePort(): Promise<number> {
   });
 }
 
-async function waitUntilReady(handle: ServerHandle): Promise<number> {
+/** Poll GET /health until it answers 200; ms waited. Throws when the server exits first or after READY_TIMEOUT_MS. */
+export async function waitUntilReady(handle: ServerHandle): Promise<number> {
   const start = Date.now();
   while (Date.now() - start < READY_TIMEOUT_MS) {
     if (handle.hasExited()) {
