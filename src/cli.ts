@@ -158,7 +158,7 @@ export function program(): Command {
 
   cli
     .command('lint')
-    .description("run each target's own formatter and linters over two renders (the spec, and every option on)")
+    .description("run each target's own formatter and linters over its renders (the spec, every option on, and broker: redis where it has one)")
     .argument('[ids...]', 'target ids (default: every target whose manifest names linters)')
     .option('--spec <file>', 'spec to render (default: the example spec)')
     .option('--require-toolchains', 'a missing linter fails instead of skipping')
