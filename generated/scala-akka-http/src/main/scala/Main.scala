@@ -30,6 +30,10 @@ import spray.json.{JsObject, JsString, JsonParser, JsonParserSettings, ParserInp
 /** How a connection ends when its client closes it: any response still streaming stops. */
 object HungUp extends RuntimeException("the client closed the connection", null, false, false)
 
+/** How a stream ends when its client stopped reading and over 1 MiB is waiting for it. */
+object TooFarBehind
+    extends RuntimeException("dropped a client that stopped reading (over 1 MiB queued)", null, false, false)
+
 /** Requests Akka HTTP cannot parse (a malformed query string, say) get a JSON error too. */
 object JsonParsingErrors extends akka.http.ParsingErrorHandler {
   def handle(
@@ -100,9 +104,15 @@ object Main {
     }
 
     /** Fails the stream: Akka HTTP then closes the connection at once, even mid-write. */
-    def drop(): Unit = queue.fail(new RuntimeException("dropped a client that stopped reading (over 1 MiB queued)"))
+    def drop(): Unit = close(queue.fail(TooFarBehind))
 
-    def end(): Unit = queue.complete()
+    def end(): Unit = close(queue.complete())
+
+    // Akka throws when the queue has ended already: the client hung up, and its stream is gone
+    // but not yet unsubscribed. Left to escape, that would fail the publish and stop a timer.
+    private def close(ending: => Unit): Unit =
+      try ending
+      catch { case _: IllegalStateException => () }
   }
 
   /** The shared state: the id counter, the history and the set of connected clients. */
