@@ -183,7 +183,13 @@ class NodeRequest {
       return;
     }
     const reader = body.getReader();
-    this.#gone.then(() => reader.cancel().catch(() => {}));
+    // Under Deno, a write pending when the client hangs up may never call back: the hang-up
+    // ends it, or Oak would wait for this response at shutdown.
+    let settle: ((error?: Error | null) => void) | undefined;
+    this.#gone.then(() => {
+      reader.cancel().catch(() => {});
+      settle?.(new Error("the client hung up"));
+    });
     try {
       for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
         const { value } = chunk;
@@ -192,11 +198,13 @@ class NodeRequest {
           // only after the pending write: a client that stopped reading would keep its
           // connection for ever. A write still pending after WRITE_TIMEOUT_MS closes it.
           const timer = setTimeout(() => res.destroy(), WRITE_TIMEOUT_MS);
-          res.write(value, (error) => {
+          settle = (error) => {
+            settle = undefined;
             clearTimeout(timer);
             if (error) reject(error);
             else resolve();
-          });
+          };
+          res.write(value, (error) => settle?.(error));
         });
       }
       res.end();
