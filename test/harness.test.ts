@@ -24,7 +24,8 @@ describe.concurrent('harness against fixture servers', () => {
     expect(await failing('none')).toEqual([]);
   }, 120_000);
 
-  const broken: Array<[Break, string, RegExp]> = [
+  // [bug, the check that must fail, why, other checks the same bug may also trip]
+  const broken: Array<[Break, string, RegExp, string[]?]> = [
     ['buffering', 'C2', /no first frame/],
     ['headers', 'C1', /Cache-Control: \(none\); X-Accel-Buffering: \(none\)/],
     ['ids', 'C4', /not strictly increasing/],
@@ -35,15 +36,17 @@ describe.concurrent('harness against fixture servers', () => {
     ['any-content-type', 'C9', /Content-Type text\/plain: answered 202, expected 415/],
     ['buffered-body', 'C9', /a chunked body that never ends: no answer after \d+ KiB, expected 413 while the body was still arriving/],
     ['early-hang-up-ghost', 'C10', /clients that hung up right after their request are still counted/],
+    // C7 and C9 close a stream and publish at once, and may hit the same bug first
+    ['hang-up-throws', 'C10', /while 40 clients hung up mid-stream, POST \/publish answered 500/, ['C7', 'C9']],
     ['socket-kept', 'C13', /kept its connection ESTABLISHED/],
     ['html-errors', 'C14', /GET \/no-such-path: 404 came as text\/html/],
   ];
-  for (const [mode, check, why] of broken) {
-    it(`fails ${check} (and only ${check}) for a server with the ${mode} bug`, async () => {
+  for (const [mode, check, why, also = []] of broken) {
+    it(`fails ${check} (and only ${[check, ...also].join(' or ')}) for a server with the ${mode} bug`, async () => {
       const failures = await failing(mode);
-      expect(failures.map((f) => f.id)).toEqual([check]);
-      expect(failures[0].detail).toMatch(why);
-    }, 180_000);
+      expect(failures.map((f) => f.id).filter((id) => !also.includes(id))).toEqual([check]);
+      expect(failures.find((f) => f.id === check)?.detail).toMatch(why);
+    }, 300_000);
   }
 });
 
