@@ -11,8 +11,8 @@ say() { echo "toolchains: $*"; }
 # 1. Debian packages named by templates/*/target.json (toolchains and linters), plus luajit2
 #    (OpenResty's LuaJIT, which the nginx Lua module also uses; Debian's plain `luajit` would
 #    remove that module) for the literal tests, chromium for the browser tests and B1, and
-#    redis-server for the broker checks (group R).
-packages=$(node scripts/debian-packages.mjs luajit2 chromium redis-server)
+#    redis-server for the broker checks (group R), openssl for R7's private CA.
+packages=$(node scripts/debian-packages.mjs luajit2 chromium redis-server openssl)
 missing=$(for p in $packages; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing Debian packages: $(echo $missing)"

@@ -177,7 +177,7 @@ export function program(): Command {
     .option('--json <file>', 'also write the report as JSON')
     .option('--require-toolchains', 'a missing toolchain fails instead of skipping')
     .option('--browser', 'also check with a real Chromium EventSource on another origin (B1)')
-    .option('--broker', 'instead: two instances of each target with broker: redis on one Redis (R1-R6, docs/broker.md)')
+    .option('--broker', 'instead: two instances of each target with broker: redis on one Redis (R1-R7, docs/broker.md)')
     .addOption(new Option('--work <dir>', 'where targets are rendered and built (kept for warm rebuilds)'))
     .action(async (ids: string[], opts) => {
       const { smokeCommand, brokerCommand } = await import('./smoke/command.js');

@@ -34,7 +34,7 @@ async function missingFor(id: string) {
 
 describe('broker: redis (group R)', () => {
   for (const target of supported) {
-    it(`${target.id}: two instances on one Redis pass R1-R6`, async (ctx) => {
+    it(`${target.id}: two instances on one Redis pass R1-R7`, async (ctx) => {
       const needs = await missingFor(target.id);
       if (!redisServer || (needs.length && !CI)) ctx.skip(`SKIPPED: ${redisServer ? needs.join('; ') : 'redis-server missing'}`);
       const [report] = await smokeBrokerTargets([target], spec, { requireToolchains: true, onProgress: (line) => process.stderr.write(`  ${line}\n`) });
@@ -84,17 +84,19 @@ describe.runIf(redisServer).concurrent('group R against the reference server', (
 
   // [bug, the checks it fails (the first is the one written for it), why the first fails]
   const broken: Array<[Break, string[], RegExp]> = [
-    // publishes that never reach the other instance are missing in the outage check too
-    ['broker-local-publish', ['R1', 'R5'], /A1 received 10 of the 20 publishes/],
+    // publishes that never reach the other instance are missing in the outage and TLS checks too
+    ['broker-local-publish', ['R1', 'R5', 'R7'], /A1 received 10 of the 20 publishes/],
     ['broker-local-history', ['R2'], /the 3 events published while away/],
     ['broker-timer-per-instance', ['R3'], /two timers would give about 12/],
-    // R5 and R6 read the broker's state from /health
-    ['broker-no-health', ['R4', 'R5', 'R6'], /has no "broker"/],
-    // a server that accepts while Redis is away does so at start too
-    ['broker-accept-while-down', ['R5', 'R6'], /answered 202 while Redis was stopped/],
-    ['broker-exit-without-redis', ['R6'], /exited/],
+    // R5, R6 and R7 read the broker's state from /health
+    ['broker-no-health', ['R4', 'R5', 'R6', 'R7'], /has no "broker"/],
+    // a server that accepts while Redis is away does so at start too, and before TLS is through
+    ['broker-accept-while-down', ['R5', 'R6', 'R7'], /answered 202 while Redis was stopped/],
+    // R7's instance that does not trust the CA cannot reach Redis either
+    ['broker-exit-without-redis', ['R6', 'R7'], /exited/],
     // it logs the URL when Redis goes away (R5)
     ['broker-logs-url', ['R4'], /instance A printed the Redis password/],
+    ['broker-tls-unverified', ['R7'], /does not verify Redis's certificate/],
   ];
   for (const [mode, checks, why] of broken) {
     it(`fails ${checks.join(', ')} (and nothing else) for a server with the ${mode} bug`, async () => {

@@ -1,8 +1,8 @@
 // Check group R (docs/broker.md): two instances of one target rendered with `broker: redis`,
 // on one Redis that this harness starts, stops and starts again, serve one stream.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { request } from './client.js';
 import { Context, expect, expectJsonError, fail, sleep, type ServerHandle } from './context.js';
 import { freePort, HOST, ownGroup, releaseGroup, timedCheck, waitUntilReady, type Outcome, type StartServer } from './harness.js';
 
-export type BrokerCheckId = 'R1' | 'R2' | 'R3' | 'R4' | 'R5' | 'R6';
+export type BrokerCheckId = 'R1' | 'R2' | 'R3' | 'R4' | 'R5' | 'R6' | 'R7';
 
 export const brokerChecks: Array<{ id: BrokerCheckId; title: string }> = [
   { id: 'R1', title: 'fan-out: every publish on either instance reaches every stream once, in one order' },
@@ -21,6 +21,7 @@ export const brokerChecks: Array<{ id: BrokerCheckId; title: string }> = [
   { id: 'R4', title: '/health carries the broker state; the Redis password is never printed' },
   { id: 'R5', title: 'Redis away for 5 s: 503 with Retry-After, streams stay open, nothing accepted is lost' },
   { id: 'R6', title: 'an instance started without Redis serves, retries, then delivers' },
+  { id: 'R7', title: 'rediss://: an instance on Redis over TLS joins the stream; one that does not trust the CA stays out' },
 ];
 
 export interface BrokerRun {
@@ -54,9 +55,38 @@ export function brokerSpec(spec: Spec): Spec {
 
 // ---- a Redis of our own -------------------------------------------------------------------
 
+/** A private CA and a certificate it signed for localhost and 127.0.0.1 (openssl, one day). */
+export interface TlsFiles {
+  /** the CA certificate, PEM: what a client must trust */
+  ca: string;
+  /** the same CA as a PKCS#12 trust store (password `changeit`), for Java */
+  caStore: string;
+  cert: string;
+  key: string;
+}
+
+function makeTlsFiles(dir: string): TlsFiles {
+  const files = { ca: join(dir, 'ca.pem'), caStore: join(dir, 'ca.p12'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+  const caKey = join(dir, 'ca.key');
+  const csr = join(dir, 'server.csr');
+  const san = join(dir, 'san.ext');
+  writeFileSync(san, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  const run = (command: string, args: string[]) => execFileSync(command, args, { stdio: 'ignore' });
+  try {
+    run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', caKey, '-out', files.ca, '-days', '1', '-subj', '/CN=create-sse-server test CA']);
+    run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', files.key, '-out', csr, '-subj', '/CN=localhost']);
+    run('openssl', ['x509', '-req', '-in', csr, '-CA', files.ca, '-CAkey', caKey, '-CAcreateserial', '-out', files.cert, '-days', '1', '-extfile', san]);
+    run('keytool', ['-importcert', '-noprompt', '-alias', 'sse-test-ca', '-file', files.ca, '-keystore', files.caStore, '-storetype', 'PKCS12', '-storepass', 'changeit']);
+  } catch (error) {
+    throw new Error(`could not make the TLS certificates for R7 with openssl and keytool: ${(error as Error).message.split('\n')[0]}`);
+  }
+  return files;
+}
+
 /**
  * Debian's redis-server on a free loopback port, AOF on (so a restart keeps ids), in a scratch
- * folder, with a password (every target must take it from the URL, and never log it).
+ * folder, with a password (every target must take it from the URL, and never log it); with
+ * `tls`, also on a second port over TLS, its certificate signed by a CA of its own.
  */
 export class RedisServer {
   private pid?: number;
@@ -67,10 +97,13 @@ export class RedisServer {
     readonly dir: string,
     /** false: the caller stops it (`up` does, on Ctrl-C); true: the harness's signal handlers kill it */
     private readonly tracked: boolean,
+    readonly tls?: TlsFiles & { port: number },
   ) {}
 
-  static async launch(options: { tracked?: boolean } = {}): Promise<RedisServer> {
-    const redis = new RedisServer(await freePort(), mkdtempSync(join(tmpdir(), 'sse-redis-')), options.tracked ?? true);
+  static async launch(options: { tracked?: boolean; tls?: boolean } = {}): Promise<RedisServer> {
+    const dir = mkdtempSync(join(tmpdir(), 'sse-redis-'));
+    const tls = options.tls ? { ...makeTlsFiles(dir), port: await freePort() } : undefined;
+    const redis = new RedisServer(await freePort(), dir, options.tracked ?? true, tls);
     await redis.start();
     return redis;
   }
@@ -84,10 +117,18 @@ export class RedisServer {
     return `redis://default:${this.password}@${HOST}:${this.port}`;
   }
 
+  /** the TLS port's URL, by host name (the certificate names localhost) */
+  get tlsUrl() {
+    return this.tls && `rediss://default:${this.password}@localhost:${this.tls.port}`;
+  }
+
   async start() {
     const child = spawn(
       'redis-server',
-      ['--port', String(this.port), '--bind', HOST, '--dir', this.dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', join(this.dir, 'redis.log'), '--requirepass', this.password],
+      [
+        ...['--port', String(this.port), '--bind', HOST, '--dir', this.dir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--logfile', join(this.dir, 'redis.log'), '--requirepass', this.password],
+        ...(this.tls ? ['--tls-port', String(this.tls.port), '--tls-cert-file', this.tls.cert, '--tls-key-file', this.tls.key, '--tls-ca-cert-file', this.tls.ca, '--tls-auth-clients', 'no'] : []),
+      ],
       { detached: true, stdio: 'ignore' },
     );
     await new Promise<void>((resolve, reject) => {
@@ -142,11 +183,11 @@ interface Instances {
   a: Context;
   b: Context;
   redis: RedisServer;
-  /** starts a third instance (R6), not rebuilt */
+  /** starts a third instance (R6, R7), not rebuilt */
   launch(env: Record<string, string>): Promise<ServerHandle>;
   env: Record<string, string>;
   spec: Spec;
-  /** instances started by a check (R6), for the password check at the end */
+  /** instances started by a check (R6, R7), for the password check at the end */
   extra: ServerHandle[];
 }
 
@@ -406,11 +447,65 @@ const r6 = async ({ redis, launch, env, spec }: Instances) => {
   }
 };
 
-const RUNS: Record<BrokerCheckId, (i: Instances) => Promise<string>> = { R1: r1, R2: r2, R3: r3, R4: r4, R5: r5, R6: r6 };
+/**
+ * How the harness has a private CA trusted, through each ecosystem's own setting: OpenSSL's
+ * SSL_CERT_FILE (Python, Ruby, PHP, Perl, Go, Rust's native roots, Haskell, OpenResty's start
+ * script), Node's NODE_EXTRA_CA_CERTS, Deno's DENO_CERT, and the JVM's trust store.
+ */
+export function trustEnv(tls: TlsFiles): Record<string, string> {
+  return {
+    SSL_CERT_FILE: tls.ca,
+    NODE_EXTRA_CA_CERTS: tls.ca,
+    DENO_CERT: tls.ca,
+    JAVA_TOOL_OPTIONS: `-Djavax.net.ssl.trustStore=${tls.caStore} -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=PKCS12`,
+  };
+}
+
+const r7 = async ({ a, redis, launch, env, spec }: Instances) => {
+  const tls = redis.tls ?? fail('the harness started Redis without TLS');
+  let handle: ServerHandle | undefined;
+  let untrusting: ServerHandle | undefined;
+  try {
+    // first one that does not trust the run's CA: it must refuse the certificate
+    untrusting = await launch({ ...env, SSE_REDIS_URL: redis.tlsUrl! });
+    await waitUntilReady(untrusting);
+    const d = new Context(spec, 'spec', untrusting, null, PUBLISH_TOKEN);
+    await sleep(3000);
+    expect((await brokerHealth(d)).connected === false, `an instance on rediss:// that does not trust the run's CA says connected: it does not verify Redis's certificate`);
+    const refused = await d.publishRaw(JSON.stringify({ event: 'notification', data: { step: 'tls, untrusted' } }));
+    expect(refused.status === 503, `publish on an instance that does not trust Redis's certificate answered ${refused.status}, not 503`);
+    await releaseGroup(untrusting.pid);
+    untrusting = undefined;
+
+    handle = await launch({ ...env, SSE_REDIS_URL: redis.tlsUrl!, ...trustEnv(tls) });
+    await waitUntilReady(handle);
+    const c = new Context(spec, 'spec', handle, null, PUBLISH_TOKEN);
+    const t0 = Date.now();
+    while ((await brokerHealth(c)).connected !== true) {
+      if (Date.now() - t0 > 20_000) fail(`an instance on ${redis.tlsUrl!.replace(redis.password, '***')} (the CA in SSL_CERT_FILE and the rest) did not report connected within 20 s`);
+      await sleep(200);
+    }
+    const connectedMs = Date.now() - t0;
+    const onA = await a.connect({}, 'stream on A');
+    const onC = await c.connect({}, 'stream on the TLS instance');
+    await sleep(300);
+    const fromA = String(await publishOn(a, 'notification', { step: 'tls, from A' }));
+    await onC.until((s) => s.ids.has(fromA), 10_000, `event ${fromA} (published on A) on the TLS instance's stream`);
+    const fromC = String(await publishOn(c, 'notification', { step: 'tls, from the TLS instance' }));
+    await onA.until((s) => s.ids.has(fromC), 10_000, `event ${fromC} (published on the TLS instance) on A's stream`);
+    c.closeAll();
+    return `rediss:// without the CA: not connected, publish 503; with the CA trusted the ecosystem's way: connected in ${connectedMs} ms, publishes crossed both ways with the plain-TCP instance A (ids ${fromA}, ${fromC})`;
+  } finally {
+    if (untrusting) await releaseGroup(untrusting.pid);
+    if (handle) await releaseGroup(handle.pid);
+  }
+};
+
+const RUNS: Record<BrokerCheckId, (i: Instances) => Promise<string>> = { R1: r1, R2: r2, R3: r3, R4: r4, R5: r5, R6: r6, R7: r7 };
 
 /**
  * Build once, start instance A from `starters[0]` and B from `starters[1]` (the same target
- * unless a mixed pair is asked for), both on one fresh Redis, and run R1-R6 (or `only`).
+ * unless a mixed pair is asked for), both on one fresh Redis, and run R1-R7 (or `only`).
  */
 export async function runBrokerChecks(baseSpec: Spec, starters: [StartServer, StartServer?], options: { only?: BrokerCheckId[] } = {}): Promise<BrokerRun> {
   const spec = brokerSpec(baseSpec);
@@ -419,7 +514,7 @@ export async function runBrokerChecks(baseSpec: Spec, starters: [StartServer, St
   const contexts: Context[] = [];
   let redis: RedisServer | undefined;
   try {
-    redis = await RedisServer.launch();
+    redis = await RedisServer.launch({ tls: true });
     const env = { SSE_PUBLISH_TOKEN: PUBLISH_TOKEN, SSE_REDIS_URL: redis.url };
     const [startA, startB] = starters;
     const a = await startA(spec, 'spec', HOST, await freePort(), env);
