@@ -56,7 +56,7 @@ export function brokerSpec(spec: Spec): Spec {
 // ---- a Redis of our own -------------------------------------------------------------------
 
 /** A private CA and a certificate it signed for localhost and 127.0.0.1 (openssl, one day). */
-export interface TlsFiles {
+interface TlsFiles {
   /** the CA certificate, PEM: what a client must trust */
   ca: string;
   /** the same CA as a PKCS#12 trust store (password `changeit`), for Java */
@@ -183,8 +183,8 @@ interface Instances {
   a: Context;
   b: Context;
   redis: RedisServer;
-  /** starts a third instance (R6, R7), not rebuilt */
-  launch(env: Record<string, string>): Promise<ServerHandle>;
+  /** starts a third instance (R6, R7), not rebuilt, once it answers */
+  launch(env: Record<string, string>): Promise<Context>;
   env: Record<string, string>;
   spec: Spec;
   /** instances started by a check (R6, R7), for the password check at the end */
@@ -414,20 +414,18 @@ const r5 = async ({ a, b, redis }: Instances) => {
   return `Redis stopped ${((upAt - stopAt) / 1000).toFixed(1)} s: ${refused.length} publishes 503 (JSON, Retry-After), ${accepted.length} accepted, all ${accepted.length} on every stream once, in order${late ? ` (and ${late} answered 503 that Redis had applied)` : ''}; 4 streams stayed open`;
 };
 
-const r6 = async ({ redis, launch, env, spec }: Instances) => {
+const r6 = async ({ redis, launch, env }: Instances) => {
   await redis.stop();
-  let handle: ServerHandle | undefined;
+  let c: Context | undefined;
   try {
-    handle = await launch(env);
-    await waitUntilReady(handle);
-    const c = new Context(spec, 'spec', handle, null, PUBLISH_TOKEN);
+    c = await launch(env);
     const broker = await brokerHealth(c);
     expect(broker.connected === false, `GET /health says connected ${String(broker.connected)} with Redis down`);
     const res = await c.publishRaw(JSON.stringify({ event: 'notification', data: { step: 'no redis' } }));
     expect(res.status === 503, `publish with Redis down answered ${res.status}, not 503: ${res.body.slice(0, 120)}`);
     expectJsonError(res, 'publish with Redis down');
     await sleep(3000);
-    expect(!handle.hasExited(), `the instance exited while Redis was down:\n${handle.output().trim().split('\n').slice(-5).join('\n')}`);
+    expect(!c.server.hasExited(), `the instance exited while Redis was down:\n${c.server.output().trim().split('\n').slice(-5).join('\n')}`);
     await redis.start();
     const stream = await c.connect({}, 'stream on the late instance');
     const t0 = Date.now();
@@ -443,7 +441,7 @@ const r6 = async ({ redis, launch, env, spec }: Instances) => {
     c.closeAll();
     return `started with Redis down: /health connected false, publish 503, still running after 3 s; Redis up: delivered after ${((Date.now() - t0) / 1000).toFixed(1)} s`;
   } finally {
-    if (handle) await releaseGroup(handle.pid);
+    if (c) await releaseGroup(c.server.pid);
   }
 };
 
@@ -452,7 +450,7 @@ const r6 = async ({ redis, launch, env, spec }: Instances) => {
  * SSL_CERT_FILE (Python, Ruby, PHP, Perl, Go, Rust's native roots, Haskell, OpenResty's start
  * script), Node's NODE_EXTRA_CA_CERTS, Deno's DENO_CERT, and the JVM's trust store.
  */
-export function trustEnv(tls: TlsFiles): Record<string, string> {
+function trustEnv(tls: TlsFiles): Record<string, string> {
   return {
     SSL_CERT_FILE: tls.ca,
     NODE_EXTRA_CA_CERTS: tls.ca,
@@ -461,25 +459,21 @@ export function trustEnv(tls: TlsFiles): Record<string, string> {
   };
 }
 
-const r7 = async ({ a, redis, launch, env, spec }: Instances) => {
+const r7 = async ({ a, redis, launch, env }: Instances) => {
   const tls = redis.tls ?? fail('the harness started Redis without TLS');
-  let handle: ServerHandle | undefined;
-  let untrusting: ServerHandle | undefined;
+  let c: Context | undefined;
+  let d: Context | undefined;
   try {
     // first one that does not trust the run's CA: it must refuse the certificate
-    untrusting = await launch({ ...env, SSE_REDIS_URL: redis.tlsUrl! });
-    await waitUntilReady(untrusting);
-    const d = new Context(spec, 'spec', untrusting, null, PUBLISH_TOKEN);
+    d = await launch({ ...env, SSE_REDIS_URL: redis.tlsUrl! });
     await sleep(3000);
     expect((await brokerHealth(d)).connected === false, `an instance on rediss:// that does not trust the run's CA says connected: it does not verify Redis's certificate`);
     const refused = await d.publishRaw(JSON.stringify({ event: 'notification', data: { step: 'tls, untrusted' } }));
     expect(refused.status === 503, `publish on an instance that does not trust Redis's certificate answered ${refused.status}, not 503`);
-    await releaseGroup(untrusting.pid);
-    untrusting = undefined;
+    await releaseGroup(d.server.pid);
+    d = undefined;
 
-    handle = await launch({ ...env, SSE_REDIS_URL: redis.tlsUrl!, ...trustEnv(tls) });
-    await waitUntilReady(handle);
-    const c = new Context(spec, 'spec', handle, null, PUBLISH_TOKEN);
+    c = await launch({ ...env, SSE_REDIS_URL: redis.tlsUrl!, ...trustEnv(tls) });
     const t0 = Date.now();
     while ((await brokerHealth(c)).connected !== true) {
       if (Date.now() - t0 > 20_000) fail(`an instance on ${redis.tlsUrl!.replace(redis.password, '***')} (the CA in SSL_CERT_FILE and the rest) did not report connected within 20 s`);
@@ -496,8 +490,8 @@ const r7 = async ({ a, redis, launch, env, spec }: Instances) => {
     c.closeAll();
     return `rediss:// without the CA: not connected, publish 503; with the CA trusted the ecosystem's way: connected in ${connectedMs} ms, publishes crossed both ways with the plain-TCP instance A (ids ${fromA}, ${fromC})`;
   } finally {
-    if (untrusting) await releaseGroup(untrusting.pid);
-    if (handle) await releaseGroup(handle.pid);
+    if (d) await releaseGroup(d.server.pid);
+    if (c) await releaseGroup(c.server.pid);
   }
 };
 
@@ -548,7 +542,13 @@ export async function runBrokerChecks(baseSpec: Spec, starters: [StartServer, St
         const another = await startA(spec, 'spec', HOST, await freePort(), launchEnv, { build: false });
         ownGroup(another.handle.pid);
         instances.extra.push(another.handle);
-        return another.handle;
+        try {
+          await waitUntilReady(another.handle);
+        } catch (error) {
+          await releaseGroup(another.handle.pid);
+          throw error;
+        }
+        return new Context(spec, 'spec', another.handle, null, PUBLISH_TOKEN);
       },
     };
     for (const { id } of brokerChecks) {
