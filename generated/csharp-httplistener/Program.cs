@@ -86,8 +86,10 @@ namespace SseServer
 #if MONO
             headerTimeout.Dispose();
 #endif
-            listener.Stop();
+            // The streams end first, their sockets shut down; then the listener, which must not
+            // hold shutdown past its 5 s on a connection it is still closing.
             hub.CloseAll();
+            Task.Run(() => listener.Stop()).Wait(TimeSpan.FromSeconds(2));
             return 0;
         }
 
